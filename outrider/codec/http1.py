@@ -1,0 +1,318 @@
+"""HTTP/1.1 codec over httptools (llhttp): bytes in, events out; headers in, bytes out.
+
+No asyncio here. ``ServerCodec`` parses requests from a client and calls its ``callbacks``
+(the connection manager); ``ClientCodec`` parses responses from an upstream. Encoding is a set
+of pure functions returning ``bytes``; the caller batches writes.
+
+Protocol errors become ``CodecError`` carrying the status and body Envoy answers with, so the
+caller sends the right local reply without guessing (h11's ``error_status_hint``).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import httptools
+
+from outrider.http.headers import RequestHeaders, ResponseHeaders
+
+
+class CodecError(Exception):
+    """A request the codec refuses; answer ``status`` with ``body`` and close the connection."""
+
+    def __init__(self, status: int, body: str, details: str) -> None:
+        super().__init__(details)
+        self.status = status
+        self.body = body
+        self.details = details
+
+
+def _bad_request(details: str, body: str = "Bad Request") -> CodecError:
+    return CodecError(400, body, details)
+
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) and those Envoy strips on every hop.
+HOP_BY_HOP = frozenset((
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
+    "trailer", "proxy-authenticate",
+))
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+def reason_phrase(status: int) -> str:
+    return _REASONS.get(status, "Unknown")
+
+
+# Precomputed status lines: one dict lookup per response instead of string formatting.
+_STATUS_LINES = {
+    status: f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1") for status, phrase in _REASONS.items()
+}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode("latin-1")
+    return line
+
+
+class ServerCodec:
+    """Parses HTTP/1.x requests.
+
+    ``callbacks`` receives, per request, in order:
+    ``on_request_headers(headers, version, keep_alive, body_framing)``, where body_framing is
+    "none", "length" or "chunked"; ``on_request_data(data)``; ``on_request_complete()``.
+    ``feed`` raises ``CodecError`` for malformed input; the connection is unusable afterwards.
+    """
+
+    __slots__ = (
+        "callbacks", "_parser", "_url", "_headers", "_header_bytes", "_max_header_bytes",
+        "_max_headers_count", "_limit_error", "_in_message",
+    )
+
+    def __init__(self, callbacks, max_request_headers_kb: int = 60, max_headers_count: int = 100):
+        self.callbacks = callbacks
+        self._max_header_bytes = max_request_headers_kb * 1024
+        self._max_headers_count = max_headers_count
+        self._parser = self._new_parser()
+        self._reset()
+
+    def _new_parser(self) -> httptools.HttpRequestParser:
+        parser = httptools.HttpRequestParser(self)
+        # Envoy accepts whitespace after a chunk size (`5 \r\n`); everything else stays strict.
+        parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
+        return parser
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
+        self._limit_error: CodecError | None = None
+        self._in_message = False
+
+    @property
+    def in_message(self) -> bool:
+        """True between the first byte of a request and its end (for idle/close decisions)."""
+        return self._in_message
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # llhttp stops after an Upgrade/CONNECT request; the caller decided what to do with
+            # it in on_request_headers. Parse any pipelined bytes with a fresh parser.
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._parser = self._new_parser()
+            rest = data[offset:]
+            if rest:
+                self.feed(rest)
+        except httptools.HttpParserCallbackError:
+            raise self._limit_error or _bad_request("callback failed") from None
+        except httptools.HttpParserInvalidMethodError:
+            raise _bad_request("http1.codec_error: invalid method") from None
+        except httptools.HttpParserInvalidURLError:
+            raise _bad_request("http1.codec_error: invalid url") from None
+        except httptools.HttpParserError as exc:
+            if self._limit_error is not None:
+                raise self._limit_error from None
+            text = str(exc)
+            if "HTTP version" in text:
+                raise CodecError(426, "Upgrade Required", "http1.codec_error: " + text) from None
+            if "Transfer-Encoding" in text and "Content-Length" not in text:
+                raise CodecError(501, "Not Implemented", "http1.invalid_transfer_encoding") from None
+            raise _bad_request("http1.codec_error: " + text) from None
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset()
+        self._in_message = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self._max_header_bytes:
+            self._fail(CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self._max_header_bytes:
+            self._fail(CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large"))
+        if len(headers) >= self._max_headers_count:
+            self._fail(CodecError(431, "Request Header Fields Too Large",
+                                  "http1.too_many_headers"))
+        headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            self._fail(CodecError(426, "Upgrade Required", "http1.invalid_version"))
+        method = parser.get_method().decode("latin-1")
+        url = self._url.decode("latin-1")
+        authority = None
+        framing = "none"
+        items = []
+        for name, value in self._headers:
+            if name == "host":
+                if authority is not None:
+                    # RFC 9112 §3.2; Envoy merges them as "a,b" but that invites confusion.
+                    self._fail(_bad_request("http1.duplicate_host"))
+                authority = value
+            elif name == "transfer-encoding":
+                if value.lower() != "chunked":
+                    self._fail(CodecError(501, "Not Implemented",
+                                          "http1.invalid_transfer_encoding"))
+                framing = "chunked"
+            else:
+                if name == "content-length" and value != "0":
+                    framing = "length"
+                items.append((name, value))
+        scheme = "http"
+        if url[:1] != "/":
+            if url[:7].lower() == "http://" or url[:8].lower() == "https://":
+                # Absolute form: the URI's authority replaces Host (RFC 9112 §3.2.2).
+                scheme, _, rest = url.partition("://")
+                scheme = scheme.lower()
+                slash = rest.find("/")
+                authority, url = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+            elif not (method == "OPTIONS" and url == "*") and method != "CONNECT":
+                self._fail(_bad_request("http1.invalid_url"))
+        if "#" in url:
+            self._fail(_bad_request("http1.invalid_url"))
+        if authority is None:
+            if version == "1.1":
+                self._fail(CodecError(400, "", "http1.missing_host"))
+            authority = ""
+        elif not _valid_authority(authority):
+            self._fail(_bad_request("http1.invalid_host"))
+        headers = RequestHeaders(method, url, authority, scheme, items)
+        self.callbacks.on_request_headers(
+            headers, version, parser.should_keep_alive(), framing)
+
+    def on_body(self, body: bytes) -> None:
+        self.callbacks.on_request_data(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self.callbacks.on_request_complete()
+
+    def _fail(self, error: CodecError):
+        # Raising inside a callback makes httptools abort parsing; feed() re-raises this error.
+        self._limit_error = error
+        raise error
+
+
+_AUTHORITY_FORBIDDEN = frozenset(' /@\\"<>{}|^`\t')
+
+
+def _valid_authority(authority: str) -> bool:
+    for ch in authority:
+        if ch in _AUTHORITY_FORBIDDEN or ord(ch) < 0x21 or ord(ch) == 0x7F:
+            return False
+    return True
+
+
+class ClientCodec:
+    """Parses HTTP/1.1 responses from an upstream.
+
+    ``callbacks`` receives ``on_response_headers(headers, keep_alive, framing)`` (framing:
+    "none", "length", "chunked" or "close" for a body delimited by connection close),
+    ``on_response_data(data)``, ``on_response_complete()``. Interim 1xx responses other than
+    101 are dropped. ``expect_head_response()`` before a HEAD request: the body is then absent
+    whatever the headers say. ``feed`` raises ``httptools.HttpParserError`` on garbage.
+    """
+
+    __slots__ = ("callbacks", "_parser", "_headers", "_head", "_skip", "_done_early")
+
+    def __init__(self, callbacks) -> None:
+        self.callbacks = callbacks
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[str, str]] = []
+        self._head = False
+        self._skip = False
+        self._done_early = False
+
+    def expect_head_response(self) -> None:
+        self._head = True
+
+    def feed(self, data: bytes) -> None:
+        if self._done_early:
+            # Bytes after a HEAD response: the upstream broke framing.
+            raise httptools.HttpParserError("data after HEAD response")
+        self._parser.feed_data(data)
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._skip = True
+            return
+        framing = "close"
+        items = []
+        for name, value in self._headers:
+            if name == "transfer-encoding":
+                framing = "chunked"
+            elif name == "content-length":
+                if framing != "chunked":
+                    framing = "length" if value != "0" else "none"
+                items.append((name, value))
+            else:
+                items.append((name, value))
+        if self._head or status in (204, 304):
+            framing = "none"
+        keep_alive = parser.should_keep_alive() and framing != "close"
+        self.callbacks.on_response_headers(ResponseHeaders(status, items), keep_alive, framing)
+        if self._head:
+            # llhttp cannot be told to skip the body of a HEAD response; finish here.
+            self._done_early = True
+            self.callbacks.on_response_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._done_early:
+            self.callbacks.on_response_data(body)
+
+    def on_message_complete(self) -> None:
+        if self._skip:
+            self._skip = False
+            return
+        if not self._done_early:
+            self.callbacks.on_response_complete()
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+def encode_request_head(headers: RequestHeaders, chunked: bool) -> bytes:
+    """The request line and headers, origin-form, ``host`` from ``:authority``."""
+    parts = [f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n"]
+    parts.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    if chunked:
+        parts.append("transfer-encoding: chunked\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def encode_response_head(headers: ResponseHeaders, chunked: bool, close: bool) -> bytes:
+    parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
+    if chunked:
+        parts.append("transfer-encoding: chunked\r\n")
+    if close:
+        parts.append("connection: close\r\n")
+    parts.append("\r\n")
+    return status_line(headers.status) + "".join(parts).encode("latin-1")
+
+
+def encode_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,283 @@
+"""Check a loaded bootstrap against what Outrider implements, and for mistakes Envoy lets by.
+
+Contract::
+
+    issues = validate(loaded, allow_unimplemented=False)   # list[ConfigIssue], in file order
+    for issue in issues: print(issue)   # envoy.yaml:41: error: static_resources.clusters[0]...
+
+Severities:
+
+* "error", unimplemented: a field the user set that Outrider does not implement (it would be
+  silently ignored), an extension ``@type`` or enum value it does not implement. With
+  ``allow_unimplemented=True`` these become warnings, so a user can run anyway, knowingly.
+* "error", semantic (never downgraded): an HCM whose router filter is missing or not last
+  (requests would hang, Envoy #4045), a filter without ``typed_config``, a route naming an
+  undefined cluster (unless ``validate_clusters: false``), duplicate listener names or addresses,
+  duplicate cluster names, a STATIC cluster endpoint that is not an IP address.
+* "warning": accepted but without effect yet (``supported.ignored`` fields), and
+  ``load_balancing_policy`` entries skipped in favour of a later one Outrider implements.
+
+The table of implemented fields is :mod:`outrider.config.supported`. The caller decides what to
+do with errors (the CLI refuses to start when any remain).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from outrider.config import typed
+from outrider.config.constraints import join
+from outrider.config.errors import ConfigIssue, Severity
+from outrider.config.loader import LoadedConfig
+from outrider.config.supported import EXTENSIONS, HCM, LEAF_TYPES, ROUTER, SUPPORTED, Rule
+
+NOT_IMPLEMENTED = "not implemented by Outrider yet (it would be ignored)"
+_LB_POLICY = "envoy.config.cluster.v3.LoadBalancingPolicy"
+
+
+def validate(loaded: LoadedConfig, allow_unimplemented: bool = False) -> list[ConfigIssue]:
+    """Every issue in ``loaded``, sorted by line (issues without a line last)."""
+    checker = _Validator(loaded, allow_unimplemented)
+    checker.walk(loaded.bootstrap, loaded.bootstrap.DESCRIPTOR.full_name, "")
+    checker.semantics()
+    issues = checker.issues
+    issues.sort(key=lambda i: (i.line is None, i.line or 0))
+    return issues
+
+
+def has_errors(issues: list[ConfigIssue]) -> bool:
+    """True when any issue is an error."""
+    return any(issue.severity == "error" for issue in issues)
+
+
+class _Validator:
+    def __init__(self, loaded: LoadedConfig, allow_unimplemented: bool) -> None:
+        self.loaded = loaded
+        self.allow_unimplemented = allow_unimplemented
+        self.issues: list[ConfigIssue] = []
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def report(self, severity: Severity, path: str, message: str) -> None:
+        self.issues.append(ConfigIssue(severity, path, self.loaded.line_of(path), message,
+                                       self.loaded.path))
+
+    def unimplemented(self, path: str, message: str = NOT_IMPLEMENTED) -> None:
+        self.report("warning" if self.allow_unimplemented else "error", path, message)
+
+    # -- the table walk --------------------------------------------------------------------------
+
+    def walk(self, msg: Message, table: str, path: str) -> None:
+        """Check every set field of ``msg`` against ``SUPPORTED[table]``."""
+        if table == _LB_POLICY:
+            self.walk_lb_policy(msg, path)
+            return
+        rules = SUPPORTED.get(table, {})
+        for fd, value in msg.ListFields():
+            child = join(path, fd.name)
+            rule = rules.get(fd.name)
+            if rule is None:
+                self.unimplemented(child)
+                continue
+            if rule.status == "ignored":
+                self.report("warning", child, f"accepted but ignored: {rule.note}")
+                continue
+            if rule.status == "inert":
+                continue
+            label = getattr(msg, "name", "") if fd.name == "typed_config" else ""
+            element = fd
+            if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+                element = fd.message_type.fields_by_name["value"]
+            for item, item_path in _elements(fd, value, child):
+                if element.enum_type is not None:
+                    self.check_enum(item, element.enum_type, rule, item_path)
+                elif element.message_type is not None:
+                    self.descend(item, rule, item_path, label)
+
+    def descend(self, item: Message, rule: Rule, path: str, label: str = "") -> None:
+        name = item.DESCRIPTOR.full_name
+        if name == "google.protobuf.Any":
+            self.check_any(item, rule.slot or "", path, label)  # type: ignore[arg-type]
+        elif name not in LEAF_TYPES:
+            self.walk(item, rule.table or name, path)
+
+    def check_enum(self, number: int, enum, rule: Rule, path: str) -> None:
+        if rule.enums is None:
+            return
+        value = enum.values_by_number.get(number)
+        name = value.name if value is not None else str(number)
+        if name not in rule.enums:
+            allowed = ", ".join(sorted(rule.enums))
+            self.unimplemented(path, f"{name} is not implemented by Outrider (supported: {allowed})")
+
+    def check_any(self, packed: any_pb2.Any, slot: str, path: str, label: str = "") -> bool:
+        """Check an extension config; True when Outrider implements its type."""
+        etype = typed.extension_type(packed)
+        if not etype:
+            return False  # an unset typed_config is a semantic problem reported elsewhere
+        named = f"{etype} ('{label}')" if label and label != etype else etype
+        if etype not in EXTENSIONS.get(slot, ()):
+            self.unimplemented(path, f"{named} is not implemented by Outrider")
+            return False
+        if typed.is_typed_struct(packed):
+            return True  # a Python extension's free-form value: its factory validates it
+        inner = typed.unpack(packed)
+        if inner is None:
+            self.report("error", path, f"cannot decode a {etype} from its typed_config")
+            return False
+        self.walk(inner, inner.DESCRIPTOR.full_name, path)
+        return True
+
+    def walk_lb_policy(self, msg: Message, path: str) -> None:
+        """Envoy uses the first policy it implements; so does Outrider, warning about the skipped."""
+        policies = list(msg.policies)  # type: ignore[attr-defined]
+        slot = SUPPORTED["load balancing policy"]["typed_config"].slot or ""
+        chosen = next((i for i, p in enumerate(policies)
+                       if typed.extension_type(p.typed_extension_config.typed_config)
+                       in EXTENSIONS.get(slot, ())), None)
+        for i, policy in enumerate(policies):
+            item = f"{join(path, 'policies')}[{i}]"
+            config = policy.typed_extension_config
+            if chosen is None or i == chosen:
+                self.walk(policy, "envoy.config.cluster.v3.LoadBalancingPolicy.Policy", item)
+            elif i < chosen:
+                etype = typed.extension_type(config.typed_config) or "(no typed_config)"
+                self.report("warning", item, f"{etype} is not implemented by Outrider; "
+                            f"using policies[{chosen}] instead, as Envoy would")
+
+    # -- semantic checks -------------------------------------------------------------------------
+
+    def semantics(self) -> None:
+        static = self.loaded.bootstrap.static_resources
+        base = "static_resources"
+        cluster_names: dict[str, int] = {}
+        for i, cluster in enumerate(static.clusters):
+            path = f"{base}.clusters[{i}]"
+            if cluster.name in cluster_names:
+                self.report("error", join(path, "name"), f"duplicate cluster '{cluster.name}' "
+                            f"(also {base}.clusters[{cluster_names[cluster.name]}])")
+            cluster_names.setdefault(cluster.name, i)
+            self.check_static_endpoints(cluster, path)
+        names: dict[str, int] = {}
+        addresses: dict[tuple[str, int], int] = {}
+        for i, listener in enumerate(static.listeners):
+            path = f"{base}.listeners[{i}]"
+            if listener.name and listener.name in names:
+                self.report("error", join(path, "name"), f"duplicate listener name "
+                            f"'{listener.name}' (also {base}.listeners[{names[listener.name]}])")
+            names.setdefault(listener.name, i)
+            sock = listener.address.socket_address
+            if listener.address.HasField("socket_address"):
+                key = (_normalise_ip(sock.address), sock.port_value)
+                if key in addresses and sock.port_value != 0:
+                    self.report("error", join(path, "address"), f"duplicate listener address "
+                                f"{sock.address}:{sock.port_value} (also "
+                                f"{base}.listeners[{addresses[key]}])")
+                addresses.setdefault(key, i)
+            for hcm_path, hcm in self.connection_managers(listener, path):
+                self.check_http_filters(hcm, hcm_path)
+                self.check_route_clusters(hcm, hcm_path, cluster_names)
+
+    def connection_managers(self, listener: Message, path: str) -> Iterator[tuple[str, Message]]:
+        """Each HCM in the listener's filter chains; reports filters without typed_config."""
+        for c, chain in enumerate(listener.filter_chains):  # type: ignore[attr-defined]
+            for f, network_filter in enumerate(chain.filters):
+                filter_path = f"{path}.filter_chains[{c}].filters[{f}]"
+                if not network_filter.HasField("typed_config"):
+                    self.report("error", filter_path, f"filter '{network_filter.name}' has no "
+                                "typed_config; Envoy no longer finds extensions by name")
+                    continue
+                if typed.extension_type(network_filter.typed_config) == HCM:
+                    hcm = typed.unpack(network_filter.typed_config)
+                    if hcm is not None:
+                        yield join(filter_path, "typed_config"), hcm
+
+    def check_http_filters(self, hcm: Message, path: str) -> None:
+        filters = list(hcm.http_filters)  # type: ignore[attr-defined]
+        hang = "requests would hang until the stream idle timeout (Envoy issue #4045)"
+        if not filters:
+            self.report("error", path, f"no http_filters: add envoy.filters.http.router, "
+                        f"or {hang}")
+            return
+        routers = []
+        untyped = False
+        for i, http_filter in enumerate(filters):
+            item = f"{path}.http_filters[{i}]"
+            if not http_filter.HasField("typed_config"):
+                untyped = True
+                self.report("error", item, f"http filter '{http_filter.name}' has no "
+                            "typed_config; Envoy no longer finds extensions by name")
+            elif typed.extension_type(http_filter.typed_config) == ROUTER:
+                routers.append(i)
+        if untyped:
+            return  # which one is the router is unknowable; the error above says what to fix
+        if not routers:
+            self.report("error", join(path, "http_filters"),
+                        f"no envoy.filters.http.router filter: {hang}")
+        elif routers[0] != len(filters) - 1:
+            self.report("error", f"{path}.http_filters[{routers[0]}]",
+                        "the router filter must be the last http filter (filters after it "
+                        "never see the request)")
+
+    def check_route_clusters(self, hcm: Message, path: str, clusters: dict[str, int]) -> None:
+        if not hcm.HasField("route_config"):
+            return
+        config = hcm.route_config  # type: ignore[attr-defined]
+        if config.HasField("validate_clusters") and not config.validate_clusters.value:
+            return
+        base = join(path, "route_config")
+        for v, vhost in enumerate(config.virtual_hosts):
+            for r, route in enumerate(vhost.routes):
+                route_path = f"{base}.virtual_hosts[{v}].routes[{r}].route"
+                if not route.HasField("route"):
+                    continue
+                action = route.route
+                named: list[tuple[str, str]] = []
+                if action.cluster:
+                    named.append((action.cluster, join(route_path, "cluster")))
+                for w, weighted in enumerate(action.weighted_clusters.clusters):
+                    named.append((weighted.name,
+                                  f"{route_path}.weighted_clusters.clusters[{w}].name"))
+                for name, field_path in named:
+                    if name and name not in clusters:
+                        self.report("error", field_path, f"unknown cluster '{name}'")
+
+    def check_static_endpoints(self, cluster: Message, path: str) -> None:
+        if cluster.type != 0 or cluster.HasField("cluster_type"):  # type: ignore[attr-defined]
+            return  # only STATIC (0) needs literal IPs; DNS clusters resolve names
+        assignment = cluster.load_assignment  # type: ignore[attr-defined]
+        for e, locality in enumerate(assignment.endpoints):
+            for h, lb_endpoint in enumerate(locality.lb_endpoints):
+                sock = lb_endpoint.endpoint.address.socket_address
+                if not lb_endpoint.endpoint.address.HasField("socket_address"):
+                    continue
+                try:
+                    ipaddress.ip_address(sock.address)
+                except ValueError:
+                    self.report("error", f"{path}.load_assignment.endpoints[{e}].lb_endpoints"
+                                f"[{h}].endpoint.address.socket_address.address",
+                                f"malformed IP address: {sock.address} (a STATIC cluster needs "
+                                "IP addresses; use type: STRICT_DNS for host names)")
+
+
+def _elements(fd, value, path: str) -> Iterator[tuple[object, str]]:
+    """``(item, path)`` for a singular, repeated or map field's value."""
+    if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+        for key in value:
+            yield value[key], f'{path}["{key}"]'
+    elif fd.is_repeated:
+        for i, item in enumerate(value):
+            yield item, f"{path}[{i}]"
+    else:
+        yield value, path
+
+
+def _normalise_ip(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address

@@ -1,0 +1,480 @@
+"""The HTTP connection manager: one per downstream connection, one ``ActiveStream`` per request.
+
+Driven by the HTTP/1 codec's callbacks; talks to the transport only through ``connection``
+(``write``, ``close``, ``read_disable``, ``remote_ip``, ``remote_address``) and to time only
+through ``loop.call_later``. HTTP/1 answers in order: a pipelined request waits, its events
+buffered and the socket read-disabled, until the stream ahead of it has finished.
+
+The filter chain today is the router alone (the last filter, as in Envoy); the Python filter
+API slots in between ``ActiveStream.start`` and the router.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from email.utils import formatdate
+
+from outrider.codec.http1 import (
+    CONTINUE_100, LAST_CHUNK, CodecError, ServerCodec, encode_chunk, encode_response_head,
+)
+from outrider.http import local_reply
+from outrider.http.conn_manager_config import ConnectionManagerConfig
+from outrider.http.header_rules import mutate_request_headers, mutate_response_headers
+from outrider.http.headers import RequestHeaders, ResponseHeaders
+from outrider.http.path import merge_slashes, normalize_path
+from outrider.stats.store import StatsStruct
+
+
+class HttpStats(StatsStruct):
+    """``http.<stat_prefix>.*``, Envoy's names."""
+
+    COUNTERS = (
+        "downstream_cx_total", "downstream_cx_protocol_error", "downstream_cx_idle_timeout",
+        "downstream_rq_total", "downstream_rq_http1_total", "downstream_rq_1xx",
+        "downstream_rq_2xx", "downstream_rq_3xx", "downstream_rq_4xx", "downstream_rq_5xx",
+        "downstream_rq_timeout", "downstream_rq_idle_timeout", "downstream_rq_header_timeout",
+        "no_route", "no_cluster", "rq_redirect", "rq_direct_response",
+    )
+    GAUGES = ("downstream_cx_active", "downstream_rq_active")
+
+    def count_response(self, status: int) -> None:
+        klass = status // 100
+        if klass == 2:
+            self.downstream_rq_2xx.inc()
+        elif klass == 5:
+            self.downstream_rq_5xx.inc()
+        elif klass == 4:
+            self.downstream_rq_4xx.inc()
+        elif klass == 3:
+            self.downstream_rq_3xx.inc()
+        else:
+            self.downstream_rq_1xx.inc()
+
+
+_date_cache = [0, ""]
+
+
+def http_date() -> str:
+    """The ``date`` header value, formatted at most once a second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True)
+    return _date_cache[1]
+
+
+class ConnectionManager:
+    """Codec callbacks for one downstream HTTP/1 connection."""
+
+    def __init__(self, config: ConnectionManagerConfig, router_factory, connection, loop,
+                 stats: HttpStats) -> None:
+        # global
+        self.config = config
+        self.router_factory = router_factory
+        self.connection = connection
+        self.loop = loop
+        self.stats = stats
+        # per connection
+        self.codec = ServerCodec(self, config.max_request_headers_kb, config.max_headers_count)
+        self.streams: deque[ActiveStream] = deque()  # head is the one being answered
+        self.decoding: ActiveStream | None = None  # the one whose request is being read
+        self.closed = False
+        self.draining = False
+        self._pipeline_paused = False
+        self._idle_timer = None
+        self._headers_timer = None
+        stats.downstream_cx_total.inc()
+        stats.downstream_cx_active.inc()
+        self._arm_idle_timer()
+
+    # -- transport events (called by net.downstream) -------------------------------------------
+
+    def on_data(self, data: bytes) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._headers_timer is None and self.decoding is None and self.config.request_headers_timeout:
+            self._headers_timer = self.loop.call_later(
+                self.config.request_headers_timeout, self._on_headers_timeout)
+        try:
+            self.codec.feed(data)
+        except CodecError as error:
+            self._on_codec_error(error)
+            return
+        stream = self.decoding
+        if stream is not None and stream.response_complete and not stream.request_complete:
+            # The response is out but the request is still arriving: HTTP/1 cannot re-sync.
+            self.close(abort=True)
+
+    def on_connection_lost(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.stats.downstream_cx_active.dec()
+        self._cancel_timers()
+        for stream in self.streams:
+            stream.on_downstream_reset()
+        self.streams.clear()
+        self.decoding = None
+
+    def on_write_watermark(self, high: bool) -> None:
+        """The downstream socket's send buffer crossed its high (or back under its low) mark."""
+        if self.streams:
+            self.streams[0].on_downstream_watermark(high)
+
+    # -- codec callbacks ------------------------------------------------------------------------
+
+    def on_request_headers(self, headers: RequestHeaders, version: str, keep_alive: bool,
+                           framing: str) -> None:
+        if self._headers_timer is not None:
+            self._headers_timer.cancel()
+            self._headers_timer = None
+        stream = ActiveStream(self, headers, version, keep_alive, framing)
+        self.decoding = stream
+        self.streams.append(stream)
+        if len(self.streams) == 1:
+            stream.start()
+        elif not self._pipeline_paused:
+            self._pipeline_paused = True
+            self.connection.read_disable(True)
+
+    def on_request_data(self, data: bytes) -> None:
+        self.decoding.on_request_data(data)
+
+    def on_request_complete(self) -> None:
+        stream = self.decoding
+        stream.on_request_complete()
+        if stream.response_complete:
+            self.decoding = None
+
+    # -- stream lifecycle -------------------------------------------------------------------------
+
+    def on_stream_done(self, stream: ActiveStream) -> None:
+        """Called once the stream's response has been written completely."""
+        self.streams.popleft()
+        if self.decoding is stream and stream.request_complete:
+            self.decoding = None
+        if stream.close_connection:
+            self.close()
+            return
+        if self.streams:
+            self.streams[0].start()
+        if len(self.streams) <= 1 and self._pipeline_paused:
+            self._pipeline_paused = False
+            self.connection.read_disable(False)
+        if not self.streams:
+            self._arm_idle_timer()
+
+    def close(self, abort: bool = False) -> None:
+        """Close the connection: after the pending writes, or at once to signal a reset."""
+        if not self.closed:
+            self.connection.close(abort)
+            self.on_connection_lost()
+
+    # -- errors and timers ------------------------------------------------------------------------
+
+    def _on_codec_error(self, error: CodecError) -> None:
+        self.stats.downstream_cx_protocol_error.inc()
+        stream = self.decoding
+        if stream is not None and stream.response_started:
+            self.close(abort=True)
+            return
+        if stream is None or stream is not (self.streams[0] if self.streams else None):
+            # No stream to answer on yet (bad request line or headers): a bare reply.
+            stream = ActiveStream(self, RequestHeaders(), "1.1", False, "none")
+            self.streams.append(stream)
+            if len(self.streams) > 1:
+                self.close()
+                return
+        stream.response_flags = "DPE"
+        stream.send_local_reply(error.status, error.body, error.details, close=True)
+
+    def _arm_idle_timer(self) -> None:
+        if self.config.idle_timeout and not self.closed:
+            self._idle_timer = self.loop.call_later(self.config.idle_timeout, self._on_idle_timeout)
+
+    def _on_idle_timeout(self) -> None:
+        self._idle_timer = None
+        if not self.streams:
+            self.stats.downstream_cx_idle_timeout.inc()
+            self.close()
+
+    def _on_headers_timeout(self) -> None:
+        self._headers_timer = None
+        self.stats.downstream_rq_header_timeout.inc()
+        if self.streams:
+            self.close()
+            return
+        stream = ActiveStream(self, RequestHeaders(), "1.1", False, "none")
+        self.streams.append(stream)
+        stream.send_local_reply(408, local_reply.REQUEST_HEADER_TIMEOUT, "request_header_timeout",
+                                close=True)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._idle_timer, self._headers_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._headers_timer = None
+
+
+class ActiveStream:
+    """One request/response exchange: header rules, routing, and the response encoder."""
+
+    __slots__ = (
+        "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
+        "request_complete", "response_started", "response_complete", "close_connection",
+        "chunked_response", "head_request", "deferred", "start_time", "response_flags",
+        "internal", "route", "end_decoded", "_idle_timer", "_request_timer", "response_status",
+    )
+
+    def __init__(self, cm: ConnectionManager, headers: RequestHeaders, version: str,
+                 keep_alive: bool, framing: str) -> None:
+        self.cm = cm
+        self.request_headers = headers
+        self.version = version
+        self.keep_alive = keep_alive
+        self.framing = framing
+        self.router = None
+        self.started = False
+        self.request_complete = False
+        self.response_started = False
+        self.response_complete = False
+        self.close_connection = not keep_alive
+        self.chunked_response = False
+        self.head_request = headers.method == "HEAD"
+        self.deferred: list | None = None  # request events buffered while pipelined
+        self.start_time = time.time()
+        self.response_flags = "-"
+        self.internal = False
+        self.route = None
+        self.end_decoded = False
+        self.response_status = 0
+        self._idle_timer = None
+        self._request_timer = None
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin processing: header rules, route, then the filter chain (the router)."""
+        self.started = True
+        cm = self.cm
+        config = cm.config
+        cm.stats.downstream_rq_total.inc()
+        cm.stats.downstream_rq_http1_total.inc()
+        cm.stats.downstream_rq_active.inc()
+        self._arm_stream_idle_timer()
+        if config.request_timeout and not self.request_complete:
+            self._request_timer = cm.loop.call_later(config.request_timeout, self._on_request_timeout)
+        headers = self.request_headers
+        if self.version == "1.0":
+            if not config.accept_http_10:
+                self.response_flags = "DPE"
+                self.send_local_reply(426, "Upgrade Required", "http1.0_disallowed", close=True)
+                return
+            if not headers.authority:
+                headers.authority = config.default_host_for_http_10
+        if not self._check_request(headers, config):
+            return
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue":
+            # Envoy answers 100 Continue itself and does not forward the expectation.
+            headers.remove("expect")
+            if self.version == "1.1" and not self.request_complete:
+                cm.connection.write(CONTINUE_100)
+        self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
+        self.route = config.route_table.route(headers)
+        self.router = router = cm.router_factory(self)
+        deferred, self.deferred = self.deferred, None
+        # A request without a body ends with its headers, as Envoy's codec reports it.
+        self.end_decoded = self.framing == "none" or (self.request_complete and not deferred)
+        router.decode_headers(headers, self.end_decoded)
+        if deferred:
+            for data in deferred:
+                if self.router is None or self.response_complete:
+                    return
+                self.router.decode_data(data, False)
+        if self.request_complete and not self.end_decoded:
+            self._decode_end()
+
+    def _decode_end(self) -> None:
+        self.end_decoded = True
+        if not self.response_complete and self.router is not None:
+            self.router.decode_data(b"", True)
+
+    def _check_request(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
+        if headers.method == "CONNECT":
+            self.response_flags = "NR"
+            self.send_local_reply(404, "", "route_not_found", close=True)
+            return False
+        upgrade = headers.get("upgrade")
+        if upgrade is not None and upgrade.lower() != "h2c":
+            # No upgrade_configs support yet: Envoy answers 403 to an unconfigured upgrade.
+            self.send_local_reply(403, "", "upgrade_failed", close=True)
+            return False
+        if config.reject_headers_with_underscores or config.drop_headers_with_underscores:
+            if any("_" in name for name, _ in headers):
+                if config.reject_headers_with_underscores:
+                    self.response_flags = "DPE"
+                    self.send_local_reply(400, "Bad Request", "unexpected_underscore", close=True)
+                    return False
+                headers.remove_if(lambda name: "_" in name)
+        if config.normalize_path or config.merge_slashes:
+            path, sep, query = headers.path.partition("?")
+            if config.normalize_path:
+                normalized = normalize_path(path)
+                if normalized is None:
+                    self.response_flags = "DPE"
+                    self.send_local_reply(400, "Bad Request", "path_normalization_failed",
+                                          close=True)
+                    return False
+                path = normalized
+            if config.merge_slashes:
+                path = merge_slashes(path)
+            headers.path = path + sep + query
+        return True
+
+    def on_request_data(self, data: bytes) -> None:
+        self._touch()
+        if self.response_complete:
+            return
+        if not self.started:
+            self.deferred = self.deferred or []
+            self.deferred.append(data)
+        elif self.router is not None:
+            self.router.decode_data(data, False)
+
+    def on_request_complete(self) -> None:
+        self.request_complete = True
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+        if self.started and not self.end_decoded:
+            self._decode_end()
+
+    def on_downstream_reset(self) -> None:
+        self._cancel_timers()
+        if self.started and not self.response_complete:
+            self.cm.stats.downstream_rq_active.dec()
+            if self.response_flags == "-":
+                self.response_flags = "DC"
+        if self.router is not None:
+            self.router.on_downstream_reset()
+            self.router = None
+
+    def on_downstream_watermark(self, high: bool) -> None:
+        if self.router is not None:
+            self.router.on_downstream_watermark(high)
+
+    # -- encoding (called by the router) --------------------------------------------------------
+
+    def encode_headers(self, headers: ResponseHeaders, end_stream: bool, close: bool = False) -> None:
+        """Send the response head; ``close`` asks to close the connection afterwards."""
+        self._touch()
+        cm = self.cm
+        self.response_started = True
+        self.response_status = headers.status
+        mutate_response_headers(headers, cm.config.header_rules)
+        if cm.config.always_set_request_id_in_response:
+            request_id = self.request_headers.get("x-request-id")
+            if request_id is not None:
+                headers.set_default("x-request-id", request_id)
+        if headers.get("date") is None:
+            headers.add("date", http_date())
+        if close or cm.draining:
+            self.close_connection = True
+        if not end_stream and "content-length" not in headers and not self.head_request \
+                and headers.status not in (204, 304):
+            if self.version == "1.1":
+                self.chunked_response = True
+            else:
+                self.close_connection = True  # HTTP/1.0: the body ends when the connection does
+        data = encode_response_head(headers, self.chunked_response, self.close_connection)
+        cm.connection.write(data)
+        if end_stream:
+            self._complete()
+
+    def encode_data(self, data: bytes, end_stream: bool) -> None:
+        self._touch()
+        connection = self.cm.connection
+        if self.head_request:
+            data = b""
+        if self.chunked_response:
+            if data:
+                if end_stream:
+                    connection.write(encode_chunk(data) + LAST_CHUNK)
+                else:
+                    connection.write(encode_chunk(data))
+            elif end_stream:
+                connection.write(LAST_CHUNK)
+        elif data:
+            connection.write(data)
+        if end_stream:
+            self._complete()
+
+    def send_local_reply(self, status: int, body: str, details: str, close: bool = False,
+                         extra_headers: tuple = ()) -> None:
+        """Answer from the proxy itself (Envoy's sendLocalReply)."""
+        if self.response_started:
+            # Too late for a clean reply: the only honest signal left is a reset.
+            self.close_connection = True
+            self.cm.close(abort=True)
+            return
+        payload = body.encode()
+        headers = local_reply.local_reply_headers(status, payload)
+        for name, value in extra_headers:
+            headers.add(name, value)
+        self.encode_headers(headers, not payload or self.head_request, close=close)
+        if payload and not self.head_request:
+            self.encode_data(payload, True)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        self._cancel_timers()
+        cm = self.cm
+        if self.started:
+            cm.stats.downstream_rq_active.dec()
+        cm.stats.count_response(self.response_status)
+        cm.on_stream_done(self)
+
+    def _touch(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._arm_stream_idle_timer()
+
+    def _arm_stream_idle_timer(self) -> None:
+        timeout = self.cm.config.stream_idle_timeout
+        route = self.route
+        if route is not None and getattr(route, "idle_timeout", None):
+            timeout = route.idle_timeout
+        if timeout and not self.response_complete:
+            self._idle_timer = self.cm.loop.call_later(timeout, self._on_stream_idle_timeout)
+
+    def _on_stream_idle_timeout(self) -> None:
+        self._idle_timer = None
+        self.cm.stats.downstream_rq_idle_timeout.inc()
+        self.response_flags = "SI"
+        self._abort_router()
+        # 408 while the request is still arriving, 504 once it is all in (Envoy).
+        status = 504 if self.request_complete else 408
+        self.send_local_reply(status, local_reply.STREAM_TIMEOUT, "stream_idle_timeout", close=True)
+
+    def _on_request_timeout(self) -> None:
+        self._request_timer = None
+        self.cm.stats.downstream_rq_timeout.inc()
+        self._abort_router()
+        self.send_local_reply(408, local_reply.REQUEST_TIMEOUT, "request_overall_timeout",
+                              close=True)
+
+    def _abort_router(self) -> None:
+        if self.router is not None:
+            self.router.on_downstream_reset()
+            self.router = None
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._idle_timer, self._request_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._request_timer = None

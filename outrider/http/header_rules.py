@@ -1,0 +1,92 @@
+"""The connection manager's header rules (Envoy's ConnectionManagerUtility), pure functions.
+
+Request side: hop-by-hop stripping, x-forwarded-for / x-envoy-external-address per
+``use_remote_address``, x-forwarded-proto, x-request-id, and stripping Envoy's control headers
+from external requests. Response side: the ``server`` header and hop-by-hop stripping.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass
+
+from outrider.codec.http1 import HOP_BY_HOP
+from outrider.http.headers import RequestHeaders, ResponseHeaders
+
+# Envoy's default "internal" networks when internal_address_config is unset (RFC1918, RFC4193).
+_INTERNAL_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+
+
+def is_internal_address(ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in _INTERNAL_NETS if net.version == addr.version)
+
+
+@dataclass(frozen=True)
+class HeaderRulesConfig:
+    use_remote_address: bool = False
+    xff_num_trusted_hops: int = 0
+    skip_xff_append: bool = False
+    generate_request_id: bool = True
+    preserve_external_request_id: bool = False
+    server_name: str = "outrider"
+    # OVERWRITE (Envoy's default), APPEND_IF_ABSENT or PASS_THROUGH.
+    server_header_transformation: str = "OVERWRITE"
+
+
+def strip_hop_by_hop(headers) -> None:
+    """Remove hop-by-hop headers and any header the Connection header names."""
+    connection = headers.get("connection")
+    if connection is not None:
+        named = {token.strip().lower() for token in connection.split(",")}
+        headers.remove_if(lambda name: name in HOP_BY_HOP or name in named)
+    else:
+        headers.remove_if(HOP_BY_HOP.__contains__)
+
+
+def mutate_request_headers(
+    headers: RequestHeaders, remote_ip: str, config: HeaderRulesConfig
+) -> bool:
+    """Apply the downstream-request rules in place; return whether the request is internal."""
+    strip_hop_by_hop(headers)
+    internal = False
+    if config.use_remote_address:
+        internal = is_internal_address(remote_ip)
+        if not config.skip_xff_append:
+            xff = headers.get("x-forwarded-for")
+            headers.set("x-forwarded-for", f"{xff},{remote_ip}" if xff else remote_ip)
+        headers.set("x-forwarded-proto", headers.scheme)
+    else:
+        # Trust the XFF entry xff_num_trusted_hops from the right; a single internal entry makes
+        # the request internal, as in Envoy.
+        xff = headers.get("x-forwarded-for")
+        if xff and "," not in xff:
+            internal = is_internal_address(xff.strip())
+        headers.set_default("x-forwarded-proto", headers.scheme)
+    if not internal:
+        # Control headers are honoured only from trusted (internal) peers.
+        headers.remove_if(lambda name: name.startswith("x-envoy-"))
+        if config.use_remote_address:
+            headers.set("x-envoy-external-address", remote_ip)
+    else:
+        headers.set("x-envoy-internal", "true")
+    if config.generate_request_id:
+        edge = config.use_remote_address and not internal
+        if headers.get("x-request-id") is None or (edge and not config.preserve_external_request_id):
+            headers.set("x-request-id", str(uuid.uuid4()))
+    return internal
+
+
+def mutate_response_headers(headers: ResponseHeaders, config: HeaderRulesConfig) -> None:
+    strip_hop_by_hop(headers)
+    mode = config.server_header_transformation
+    if mode == "OVERWRITE":
+        headers.set("server", config.server_name)
+    elif mode == "APPEND_IF_ABSENT":
+        headers.set_default("server", config.server_name)

@@ -1,0 +1,147 @@
+"""One attempt to forward a request to one upstream host (Envoy's UpstreamRequest).
+
+It waits for a pooled connection, writes the request head and body (buffering body bytes that
+arrive before the connection is ready, bounded by the cluster's buffer limit), and relays the
+response events to the router. Retries, later, create a new UpstreamRequest per attempt.
+"""
+
+from __future__ import annotations
+
+from outrider.codec.http1 import LAST_CHUNK, encode_chunk, encode_request_head
+
+
+class UpstreamRequest:
+    __slots__ = (
+        "router", "cluster", "host", "pool", "client", "chunked", "request_done", "buffer",
+        "buffered_bytes", "response_started", "response_done", "start_time", "_holding_downstream",
+        "_read_disabled",
+    )
+
+    def __init__(self, router, cluster, host, chunked: bool) -> None:
+        self.router = router
+        self.cluster = cluster
+        self.host = host
+        self.pool = cluster.pool_for(host)
+        self.client = None
+        self.chunked = chunked
+        self.request_done = False
+        self.buffer: list[bytes] = []
+        self.buffered_bytes = 0
+        self.response_started = False
+        self.response_done = False
+        self.start_time = 0.0
+        self._holding_downstream = False  # whether we hold the client's reading off
+        self._read_disabled = False
+
+    # -- driven by the router -------------------------------------------------------------------
+
+    def start(self, end_stream: bool) -> None:
+        self.request_done = end_stream
+        self.start_time = self.router.config.loop.time()
+        self.host.active_requests += 1
+        self.cluster.on_request_start()
+        self.pool.new_stream(self)
+
+    def send_data(self, data: bytes, end_stream: bool) -> None:
+        if self.chunked:
+            if data:
+                data = encode_chunk(data) + LAST_CHUNK if end_stream else encode_chunk(data)
+            elif end_stream:
+                data = LAST_CHUNK
+        if end_stream:
+            self.request_done = True
+        client = self.client
+        if client is not None:
+            if data:
+                client.write(data)
+            return
+        if data:
+            self.buffer.append(data)
+            self.buffered_bytes += len(data)
+            if self.buffered_bytes > self.cluster.buffer_limit:
+                self._hold_downstream(True)
+
+    def reset(self) -> None:
+        """Abandon the attempt: the connection (if any) is closed, never reused."""
+        self._finish()
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+        else:
+            self.pool.cancel(self)
+
+    def read_disable(self, disable: bool) -> None:
+        """Downstream flow control: stop (or resume) reading the upstream response."""
+        self._read_disabled = disable
+        if self.client is not None:
+            self.client.read_disable(disable)
+
+    # -- from the pool --------------------------------------------------------------------------
+
+    def on_pool_ready(self, client) -> None:
+        self.client = client
+        router = self.router
+        if router.stream.head_request:
+            client.codec.expect_head_response()
+        head = encode_request_head(router.request_headers, self.chunked)
+        if self.buffer:
+            client.write(head + b"".join(self.buffer))
+            self.buffer = []
+            self.buffered_bytes = 0
+        else:
+            client.write(head)
+        self._hold_downstream(False)
+        if self._read_disabled:
+            client.read_disable(True)
+
+    def on_pool_failure(self, reason: str, flag: str) -> None:
+        self._finish()
+        self.router.on_upstream_reset(reason, flag)
+
+    # -- from the upstream connection -----------------------------------------------------------
+
+    def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
+        self.response_started = True
+        end_stream = framing == "none"
+        service_ms = int((self.router.config.loop.time() - self.start_time) * 1000)
+        if end_stream:
+            self._finish()
+        self.router.on_upstream_headers(headers, end_stream, service_ms)
+
+    def on_response_data(self, data: bytes) -> None:
+        self.router.on_upstream_data(data, False)
+
+    def on_response_complete(self) -> None:
+        if self.response_done:
+            return  # headers-only response, already finished
+        self._finish()
+        self.router.on_upstream_data(b"", True)
+
+    def on_upstream_write_watermark(self, high: bool) -> None:
+        """The upstream socket is backed up: stop reading the client (or resume)."""
+        self._hold_downstream(high)
+
+    def _hold_downstream(self, hold: bool) -> None:
+        if hold != self._holding_downstream:
+            self._holding_downstream = hold
+            self.router.stream.cm.connection.read_disable(hold)
+
+    def on_reset(self, reason: str) -> None:
+        """The connection died or spoke garbage before the response completed."""
+        self._finish()
+        self.client = None
+        if reason == "protocol error":
+            self.router.on_upstream_reset(reason, "UPE", 502)
+        else:
+            self.router.on_upstream_reset(reason, "UC")
+
+    def can_reuse_connection(self) -> bool:
+        return self.request_done
+
+    def _finish(self) -> None:
+        self._hold_downstream(False)
+        if not self.response_done:
+            self.response_done = True
+            self.host.active_requests -= 1
+            self.cluster.on_request_end(self.host, self.start_time)
+

@@ -1,0 +1,88 @@
+"""The server instance: builds the runtime from a Bootstrap and runs it on one event loop.
+
+Startup follows Envoy's order: clusters first (STRICT_DNS clusters warm with their first
+resolution), then listeners, then the admin listener; SIGTERM and SIGINT stop it, as does
+``POST /quitquitquit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+
+from outrider.server.admin import AdminServer
+from outrider.server.listener import ListenerFactory
+from outrider.stats.store import StatsStore
+from outrider.upstream.cluster import ClusterSettings
+from outrider.upstream.cluster_manager import ClusterManager
+
+log = logging.getLogger("outrider")
+
+
+class Server:
+    def __init__(self, bootstrap: bootstrap_pb2.Bootstrap, options: dict | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.options = options or {}
+        self.state = "PRE_INITIALIZING"
+        self.stats = StatsStore()
+        self.cluster_manager: ClusterManager | None = None
+        self.listeners: list[ListenerFactory] = []
+        self.admin: AdminServer | None = None
+        self._stopped: asyncio.Event | None = None
+
+    def options_summary(self) -> dict:
+        return dict(self.options)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        resources = self.bootstrap.static_resources
+        self.cluster_manager = ClusterManager(
+            [ClusterSettings.from_proto(c) for c in resources.clusters], self.stats, loop)
+        await self.cluster_manager.start()
+        for listener in resources.listeners:
+            factory = ListenerFactory(listener, self.cluster_manager, self.stats, loop)
+            await factory.start()
+            self.listeners.append(factory)
+            log.info("listener %s on %s", listener.name or "-", factory.bound_address)
+        if self.bootstrap.HasField("admin"):
+            sock = self.bootstrap.admin.address.socket_address
+            self.admin = AdminServer(self, sock.address or "127.0.0.1", sock.port_value)
+            await self.admin.start(loop)
+            log.info("admin on %s:%d", self.admin.address, self.admin.port)
+            path = self.options.get("admin_address_path")
+            if path:
+                with open(path, "w") as f:
+                    f.write(f"{self.admin.address}:{self.admin.port}\n")
+        self.state = "LIVE"
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError):
+                log.debug("no signal handler for %s in this thread", sig)
+
+    def stop(self) -> None:
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def shutdown(self) -> None:
+        self.state = "DRAINING"
+        for factory in self.listeners:
+            factory.close()
+        if self.admin is not None:
+            self.admin.close()
+        if self.cluster_manager is not None:
+            self.cluster_manager.shutdown()
+
+    async def serve(self) -> None:
+        await self.start()
+        try:
+            await self.wait_stopped()
+        finally:
+            self.shutdown()

@@ -1,0 +1,186 @@
+"""Clusters: a named set of upstream hosts with its load balancer and connection pools.
+
+``ClusterSettings`` is the config translation (pure); ``Cluster`` is the per-worker runtime:
+membership (``PrioritySet``), the load balancer, one connection pool per host, and stats.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from outrider.config.durations import seconds, timeout, uint_value
+from outrider.lb.factory import LbStats, create_load_balancer
+from outrider.pool.http1 import Http1ConnPool
+from outrider.stats.store import Scope, StatsStruct
+from outrider.upstream.host import Host, PrioritySet
+
+_HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+DEFAULT_BUFFER_LIMIT = 1024 * 1024
+
+
+class ClusterStats(StatsStruct):
+    """``cluster.<name>.*``, Envoy's names."""
+
+    COUNTERS = (
+        "upstream_cx_total", "upstream_cx_connect_fail", "upstream_cx_connect_timeout",
+        "upstream_cx_destroy", "upstream_cx_idle_timeout", "upstream_cx_max_requests",
+        "upstream_cx_none_healthy", "upstream_rq_total", "upstream_rq_completed",
+        "upstream_rq_pending_total", "upstream_rq_timeout", "upstream_rq_1xx",
+        "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx", "upstream_rq_5xx",
+        "update_attempt", "update_success", "update_failure",
+    )
+    GAUGES = ("upstream_cx_active", "upstream_rq_active", "membership_total",
+              "membership_healthy")
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope)
+        self._by_code: dict[int, object] = {}
+        self._by_class = (self.upstream_rq_1xx, self.upstream_rq_1xx, self.upstream_rq_2xx,
+                          self.upstream_rq_3xx, self.upstream_rq_4xx, self.upstream_rq_5xx)
+
+    def count_response(self, status: int) -> None:
+        counter = self._by_code.get(status)
+        if counter is None:
+            counter = self._by_code[status] = self.scope.counter(f"upstream_rq_{status}")
+        counter.inc()
+        if 100 <= status < 600:
+            self._by_class[status // 100].inc()
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    connect_timeout: float = 5.0
+    buffer_limit: int = DEFAULT_BUFFER_LIMIT
+    idle_timeout: float | None = 3600.0
+    max_requests_per_connection: int = 0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A configured endpoint: an address, or a DNS name for STRICT_DNS."""
+
+    address: str
+    port: int
+    weight: int
+    priority: int
+    locality: tuple[str, str, str]
+    locality_weight: int
+
+
+@dataclass
+class ClusterSettings:
+    name: str
+    type: str  # "STATIC" or "STRICT_DNS"
+    endpoints: list[Endpoint]
+    upstream: UpstreamSettings
+    dns_refresh_rate: float
+    proto: cluster_pb2.Cluster
+
+    @classmethod
+    def from_proto(cls, cluster: cluster_pb2.Cluster) -> ClusterSettings:
+        common = http_protocol_options_pb2.HttpProtocolOptions()
+        if _HTTP_OPTIONS_KEY in cluster.typed_extension_protocol_options:
+            cluster.typed_extension_protocol_options[_HTTP_OPTIONS_KEY].Unpack(common)
+        options = common.common_http_protocol_options
+        max_requests = uint_value(options, "max_requests_per_connection", 0) or uint_value(
+            cluster, "max_requests_per_connection", 0)
+        upstream = UpstreamSettings(
+            connect_timeout=seconds(cluster, "connect_timeout", 5.0),
+            buffer_limit=uint_value(cluster, "per_connection_buffer_limit_bytes",
+                                    DEFAULT_BUFFER_LIMIT),
+            idle_timeout=timeout(options, "idle_timeout", 3600.0),
+            max_requests_per_connection=max_requests,
+        )
+        endpoints = []
+        for locality_endpoints in cluster.load_assignment.endpoints:
+            loc = locality_endpoints.locality
+            for lb_endpoint in locality_endpoints.lb_endpoints:
+                sock = lb_endpoint.endpoint.address.socket_address
+                endpoints.append(Endpoint(
+                    address=sock.address,
+                    port=sock.port_value,
+                    weight=uint_value(lb_endpoint, "load_balancing_weight", 1),
+                    priority=locality_endpoints.priority,
+                    locality=(loc.region, loc.zone, loc.sub_zone),
+                    locality_weight=uint_value(locality_endpoints, "load_balancing_weight", 0),
+                ))
+        return cls(
+            name=cluster.name,
+            type=cluster_pb2.Cluster.DiscoveryType.Name(cluster.type),
+            endpoints=endpoints,
+            upstream=upstream,
+            dns_refresh_rate=seconds(cluster, "dns_refresh_rate", 5.0) or 5.0,
+            proto=cluster,
+        )
+
+
+class Cluster:
+    """The runtime cluster of one worker."""
+
+    def __init__(self, settings: ClusterSettings, scope: Scope, loop,
+                 rng: random.Random | None = None, worker_index: int = 0) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.loop = loop
+        self.buffer_limit = settings.upstream.buffer_limit
+        self.stats = ClusterStats(scope)
+        self.priority_set = PrioritySet()
+        self.pools: dict[tuple[str, int], Http1ConnPool] = {}
+        self.lb = create_load_balancer(
+            settings.proto, self.priority_set, rng=rng or random.Random(),
+            clock=time.monotonic, stats=LbStats(scope), worker_index=worker_index)
+        if settings.type == "STATIC":
+            self.set_hosts([
+                Host(e.address, e.port, e.weight, e.priority, e.locality, e.locality_weight)
+                for e in settings.endpoints
+            ])
+
+    def set_hosts(self, hosts: list[Host]) -> None:
+        """Replace the membership, keeping Host objects (and their pools) that stay."""
+        current = {(h.address, h.port, h.priority): h for h in self.priority_set.all_hosts}
+        merged = []
+        for host in hosts:
+            old = current.pop((host.address, host.port, host.priority), None)
+            if old is not None:
+                old.weight = host.weight
+                merged.append(old)
+            else:
+                host.created_at = time.monotonic()
+                merged.append(host)
+        for gone in current.values():
+            pool = self.pools.pop((gone.address, gone.port), None)
+            if pool is not None:
+                pool.close_all()
+        self.priority_set.update(merged)
+        self.stats.membership_total.set(len(merged))
+        self.stats.membership_healthy.set(sum(1 for h in merged if h.healthy))
+
+    def choose_host(self, context) -> Host | None:
+        return self.lb.choose_host(context)
+
+    def pool_for(self, host: Host) -> Http1ConnPool:
+        key = (host.address, host.port)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = Http1ConnPool(host, self.settings.upstream, self.stats,
+                                                  self.loop)
+        return pool
+
+    def on_request_start(self) -> None:
+        self.stats.upstream_rq_total.inc()
+        self.stats.upstream_rq_active.inc()
+
+    def on_request_end(self, host: Host, start_time: float) -> None:
+        stats = self.stats
+        stats.upstream_rq_active.dec()
+        stats.upstream_rq_completed.inc()
+        self.lb.on_request_complete(host, self.loop.time() - start_time, True)
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close_all()

@@ -1,0 +1,66 @@
+"""The cluster manager: every cluster by name, and STRICT_DNS re-resolution.
+
+STRICT_DNS resolves each endpoint's name every ``dns_refresh_rate`` and makes every returned
+address a host (Envoy's strict DNS). A failed resolution keeps the last good membership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+
+from outrider.stats.store import StatsStore
+from outrider.upstream.cluster import Cluster, ClusterSettings
+from outrider.upstream.host import Host
+
+log = logging.getLogger("outrider.upstream")
+
+
+class ClusterManager:
+    def __init__(self, settings: list[ClusterSettings], store: StatsStore, loop,
+                 rng: random.Random | None = None, worker_index: int = 0) -> None:
+        self.loop = loop
+        self.clusters: dict[str, Cluster] = {
+            s.name: Cluster(s, store.scope(f"cluster.{s.name}"), loop, rng, worker_index)
+            for s in settings
+        }
+        self._dns_tasks: list[asyncio.Task] = []
+
+    def get(self, name: str) -> Cluster | None:
+        return self.clusters.get(name)
+
+    async def start(self) -> None:
+        """Resolve DNS clusters once (Envoy's cluster warming), then keep refreshing them."""
+        dns = [c for c in self.clusters.values() if c.settings.type == "STRICT_DNS"]
+        await asyncio.gather(*(self._resolve(c) for c in dns))
+        self._dns_tasks = [self.loop.create_task(self._refresh_loop(c)) for c in dns]
+
+    def shutdown(self) -> None:
+        for task in self._dns_tasks:
+            task.cancel()
+        for cluster in self.clusters.values():
+            cluster.close()
+
+    async def _refresh_loop(self, cluster: Cluster) -> None:
+        while True:
+            await asyncio.sleep(cluster.settings.dns_refresh_rate)
+            await self._resolve(cluster)
+
+    async def _resolve(self, cluster: Cluster) -> None:
+        cluster.stats.update_attempt.inc()
+        hosts: list[Host] = []
+        try:
+            for e in cluster.settings.endpoints:
+                infos = await self.loop.getaddrinfo(
+                    e.address, e.port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+                for address in sorted({info[4][0] for info in infos}):
+                    hosts.append(Host(address, e.port, e.weight, e.priority, e.locality,
+                                      e.locality_weight, hostname=e.address))
+        except OSError as exc:
+            cluster.stats.update_failure.inc()
+            log.warning("cluster %s: DNS resolution failed: %s", cluster.name, exc)
+            return
+        cluster.stats.update_success.inc()
+        cluster.set_hosts(hosts)

@@ -1,0 +1,168 @@
+"""A programmable upstream HTTP/1.1 server for tests, on 127.0.0.1 port 0, in its own thread.
+
+Behaviour is chosen per request by the path, so one origin serves many tests:
+  /echo...              JSON of method, path, headers and body length (the default)
+  /status/N             answer status N
+  /sleep/S              answer after S seconds
+  /size/N               an N-byte body (content-length)
+  /chunked/N            an N-byte body in chunks of 1000 bytes
+  /close-delimited/N    an N-byte body ended by closing the connection
+  /garbage              non-HTTP bytes
+  /truncate             content-length 1000, 10 bytes, then close
+  /reset-after-headers  headers (content-length 1000), then RST
+  /hang                 never answers
+  /head-cl              content-length 5 (and the body unless HEAD)
+Every request is recorded in ``origin.requests`` (method, path, headers dict, body bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+
+import httptools
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    header_list: list[tuple[str, str]]
+    body: bytes
+
+
+class _OriginProtocol(asyncio.Protocol):
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.body = bytearray()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.origin.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode()
+        path = self.url.decode("latin-1")
+        record = RecordedRequest(method, path, dict(self.headers), list(self.headers),
+                                 bytes(self.body))
+        self.origin.requests.append(record)
+        self._respond(record)
+
+    def _write_response(self, status: int, body: bytes, extra: str = "",
+                        content_type: str = "application/json") -> None:
+        head = (f"HTTP/1.1 {status} OK\r\ncontent-type: {content_type}\r\n"
+                f"content-length: {len(body)}\r\nserver: origin\r\n"
+                f"x-origin: {self.origin.name}\r\n{extra}\r\n").encode()
+        self.transport.write(head + (b"" if self._head else body))
+
+    def _respond(self, req: RecordedRequest) -> None:
+        self._head = req.method == "HEAD"
+        parts = req.path.split("?")[0].strip("/").split("/")
+        kind = parts[0]
+        arg = parts[1] if len(parts) > 1 else ""
+        loop = asyncio.get_running_loop()
+        t = self.transport
+        if kind == "status":
+            self._write_response(int(arg), b"status body")
+        elif kind == "sleep":
+            loop.call_later(float(arg), lambda: t.is_closing() or self._echo(req))
+        elif kind == "size":
+            self._write_response(200, b"x" * int(arg), content_type="application/octet-stream")
+        elif kind == "chunked":
+            n = int(arg)
+            out = [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-origin: "
+                   + self.origin.name.encode() + b"\r\n\r\n"]
+            while n > 0:
+                piece = min(n, 1000)
+                out.append(b"%x\r\n%s\r\n" % (piece, b"y" * piece))
+                n -= piece
+            out.append(b"0\r\n\r\n")
+            t.write(b"".join(out))
+        elif kind == "close-delimited":
+            t.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"z" * int(arg))
+            t.close()
+        elif kind == "garbage":
+            t.write(b"this is not http\r\n\r\n")
+        elif kind == "truncate":
+            t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+            t.close()
+        elif kind == "reset-after-headers":
+            t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nabc")
+            sock = t.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            loop.call_later(0.05, t.abort)
+        elif kind == "hang":
+            pass
+        elif kind == "head-cl":
+            self._write_response(200, b"hello", content_type="text/plain")
+        else:
+            self._echo(req)
+
+    def _echo(self, req: RecordedRequest) -> None:
+        body = json.dumps({"origin": self.origin.name, "method": req.method, "path": req.path,
+                           "headers": req.header_list, "body_length": len(req.body)}).encode()
+        self._write_response(200, body)
+
+
+class Origin:
+    """Start with ``Origin("a").start()``; ``.port``; ``.stop()``."""
+
+    def __init__(self, name: str = "origin") -> None:
+        self.name = name
+        self.requests: list[RecordedRequest] = []
+        self.connections = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server = None
+
+    def start(self) -> Origin:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        future.result(5)
+        return self
+
+    async def _start(self) -> None:
+        self._server = await self._loop.create_server(lambda: _OriginProtocol(self), "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def _close():
+            self._server.close()
+        asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def last(self) -> RecordedRequest:
+        return self.requests[-1]

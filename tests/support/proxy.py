@@ -1,0 +1,131 @@
+"""Run a proxy (Outrider, or the real Envoy for conformance) on a generated config.
+
+``config.bootstrap(...)`` builds an Envoy v3 bootstrap dict; ``ProxyProcess`` writes it to a
+YAML file, starts the binary, and waits until the listener accepts connections.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+            "HttpConnectionManager")
+ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cluster(name: str, ports: list[int], **extra) -> dict:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                         "port_value": p}}}}
+            for p in ports]}]},
+        **extra,
+    }
+
+
+def bootstrap(port: int, routes: list[dict], clusters: list[dict], admin_port: int = 0,
+              hcm_extra: dict | None = None, domains: list[str] | None = None,
+              virtual_hosts: list[dict] | None = None, listener_extra: dict | None = None) -> dict:
+    vhosts = virtual_hosts or [{"name": "vh", "domains": domains or ["*"], "routes": routes}]
+    hcm = {
+        "@type": HCM_TYPE,
+        "stat_prefix": "ingress_http",
+        "route_config": {"name": "rc", "virtual_hosts": vhosts},
+        "http_filters": [{"name": "envoy.filters.http.router",
+                          "typed_config": {"@type": ROUTER_TYPE}}],
+        **(hcm_extra or {}),
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                 "port_value": admin_port or free_port()}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": hcm}]}],
+                **(listener_extra or {}),
+            }],
+            "clusters": clusters,
+        },
+    }
+
+
+def envoy_binary() -> str | None:
+    here = os.path.join(os.path.dirname(sys.executable), "envoy")
+    return here if os.path.exists(here) else shutil.which("envoy")
+
+
+class ProxyProcess:
+    def __init__(self, config: dict, kind: str = "outrider", extra_args: tuple = ()) -> None:
+        self.config = config
+        self.kind = kind
+        listener = config["static_resources"]["listeners"][0]
+        self.port = listener["address"]["socket_address"]["port_value"]
+        self.admin_port = config["admin"]["address"]["socket_address"]["port_value"]
+        self.dir = tempfile.mkdtemp(prefix=f"{kind}-")
+        self.path = os.path.join(self.dir, "envoy.yaml")
+        with open(self.path, "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(self.dir, "log.txt")
+
+    def start(self, timeout: float = 15.0) -> ProxyProcess:
+        if self.kind == "outrider":
+            cmd = [sys.executable, "-m", "outrider", "-c", self.path, "-l", "warning"]
+        else:
+            cmd = [envoy_binary(), "-c", self.path, "-l", "error", "--concurrency", "1",
+                   "--base-id", str(self.port)]
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([*cmd, *self.extra_args], stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited: {self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.kind} did not start: {self.log()}")
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

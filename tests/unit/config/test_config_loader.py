@@ -1,0 +1,261 @@
+"""load_bootstrap: formats, Any resolution, and errors that name the field path and line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from cfg_helpers import BASE_YAML, HCM_PATH, ROUTE_PATH, edit, line_containing
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from outrider.config.errors import ConfigError
+from outrider.config.loader import load_bootstrap, load_bootstrap_text
+
+
+def load_error(write, text: str, name: str = "envoy.yaml") -> ConfigError:
+    path = write(text, name)
+    with pytest.raises(ConfigError) as info:
+        load_bootstrap(path)
+    return info.value
+
+
+# -- good configs -----------------------------------------------------------------------------
+
+
+def test_good_config_loads_with_typed_config_resolved(write):
+    loaded = load_bootstrap(write(BASE_YAML))
+    cluster = loaded.bootstrap.static_resources.clusters[0]
+    assert cluster.name == "backend"
+    assert cluster.connect_timeout.seconds == 1
+    typed_config = loaded.bootstrap.static_resources.listeners[0].filter_chains[0].filters[0]
+    hcm = hcm_pb2.HttpConnectionManager()
+    assert typed_config.typed_config.Unpack(hcm)
+    assert hcm.stat_prefix == "ingress"
+    assert hcm.route_config.virtual_hosts[0].routes[0].route.cluster == "backend"
+
+
+def test_line_of_maps_field_paths_to_yaml_lines(write):
+    loaded = load_bootstrap(write(BASE_YAML))
+    assert loaded.line_of("static_resources.clusters[0].lb_policy") == line_containing(
+        BASE_YAML, "lb_policy:")
+    assert loaded.line_of(ROUTE_PATH + ".cluster") == line_containing(BASE_YAML, "{cluster: backend}")
+    # An unset field falls back to its nearest ancestor in the file.
+    assert loaded.line_of("static_resources.clusters[0].circuit_breakers") == line_containing(
+        BASE_YAML, "- name: backend")
+
+
+def test_camel_case_keys_load_and_map_to_proto_field_paths(write):
+    text = edit(BASE_YAML, "connect_timeout: 1s", "connectTimeout: 2s")
+    loaded = load_bootstrap(write(text))
+    assert loaded.bootstrap.static_resources.clusters[0].connect_timeout.seconds == 2
+    assert loaded.line_of("static_resources.clusters[0].connect_timeout") == line_containing(
+        text, "connectTimeout")
+
+
+def test_json_file_loads_and_reports_lines(write):
+    data = yaml.safe_load(BASE_YAML)
+    loaded = load_bootstrap(write(json.dumps(data, indent=2), "envoy.json"))
+    assert loaded.bootstrap.static_resources.clusters[0].name == "backend"
+    data["static_resources"]["clusters"][0]["lb_polcy"] = "RANDOM"
+    text = json.dumps(data, indent=2)
+    error = load_error(write, text, "bad.json")
+    assert "no such field 'lb_polcy'" in error.message
+    assert error.line == line_containing(text, '"lb_polcy"')
+
+
+def test_load_bootstrap_text_accepts_json_without_a_file():
+    loaded = load_bootstrap_text(json.dumps(yaml.safe_load(BASE_YAML)), fmt="json")
+    assert loaded.path is None
+    assert loaded.bootstrap.admin.address.socket_address.port_value == 9901
+
+
+def test_text_proto_loads_with_any_expansion(write):
+    text = """
+    static_resources { clusters { name: "c" connect_timeout { seconds: 1 } } }
+    static_resources { listeners { name: "l" address { socket_address { port_value: 1 } }
+      filter_chains { filters { name: "hcm" typed_config {
+        [type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager] {
+          stat_prefix: "x" route_config { name: "r" } } } } } } }
+    """
+    loaded = load_bootstrap(write(text, "envoy.pb_text"))
+    assert loaded.bootstrap.static_resources.clusters[0].name == "c"
+    assert loaded.line_of("static_resources") is None
+
+
+def test_envoy_leniencies_quoted_bool_and_scalar_for_repeated(write):
+    text = edit(BASE_YAML, "stat_prefix: ingress", 'stat_prefix: ingress\n          skip_xff_append: "true"')
+    text = edit(text, 'domains: ["*"]', 'domains: "*"')
+    text = edit(text, "port_value: 8080", 'port_value: "8080"')
+    loaded = load_bootstrap(write(text))
+    hcm = hcm_pb2.HttpConnectionManager()
+    loaded.bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.Unpack(hcm)
+    assert hcm.skip_xff_append is True
+    assert list(hcm.route_config.virtual_hosts[0].domains) == ["*"]
+
+
+def test_typed_struct_loads_for_xds_and_udpa(write):
+    for type_name in ("xds.type.v3.TypedStruct", "udpa.type.v1.TypedStruct"):
+        text = edit(BASE_YAML, "    lb_policy: ROUND_ROBIN\n", f"""\
+    load_balancing_policy:
+      policies:
+      - typed_extension_config:
+          name: ewma
+          typed_config:
+            "@type": type.googleapis.com/{type_name}
+            type_url: type.googleapis.com/outrider.lb.peak_ewma
+            value: {{decay: 10s, penalty: 5}}
+""")
+        loaded = load_bootstrap(write(text))
+        policy = loaded.bootstrap.static_resources.clusters[0].load_balancing_policy.policies[0]
+        assert policy.typed_extension_config.typed_config.type_url.endswith(type_name)
+
+
+# -- load errors -------------------------------------------------------------------------------
+
+
+def test_typo_names_path_line_and_suggestion(write):
+    text = edit(BASE_YAML, "lb_policy:", "lb_polcy:")
+    error = load_error(write, text)
+    assert error.message == (
+        "static_resources.clusters[0]: no such field 'lb_polcy' (did you mean 'lb_policy'?)")
+    assert error.line == line_containing(text, "lb_polcy")
+    assert str(error) == f"{error.path}:{error.line}: {error.message}"
+    assert error.path.endswith("envoy.yaml")
+
+
+def test_typo_inside_typed_config_is_found(write):
+    text = edit(BASE_YAML, "stat_prefix: ingress", "stat_prefx: ingress")
+    error = load_error(write, text)
+    assert error.field_path == HCM_PATH
+    assert "no such field 'stat_prefx' (did you mean 'stat_prefix'?)" in error.message
+    assert error.line == line_containing(text, "stat_prefx")
+
+
+def test_bad_enum_value(write):
+    text = edit(BASE_YAML, "lb_policy: ROUND_ROBIN", "lb_policy: ROUND_ROBN")
+    error = load_error(write, text)
+    assert error.field_path == "static_resources.clusters[0].lb_policy"
+    assert "invalid value 'ROUND_ROBN' for enum" in error.message
+    assert "did you mean 'ROUND_ROBIN'" in error.message
+    assert error.line == line_containing(text, "ROUND_ROBN")
+
+
+@pytest.mark.parametrize("value", ["1x", "5", "1.5"])
+def test_bad_duration(write, value):
+    text = edit(BASE_YAML, "connect_timeout: 1s", f"connect_timeout: {value}")
+    error = load_error(write, text)
+    assert error.field_path == "static_resources.clusters[0].connect_timeout"
+    assert "invalid duration" in error.message
+    assert error.line == line_containing(text, "connect_timeout")
+
+
+def test_unknown_type_url_names_the_type_and_field(write):
+    text = edit(BASE_YAML, "router.v3.Router", "router.v3.Routr")
+    error = load_error(write, text)
+    assert error.field_path == HCM_PATH + ".http_filters[0].typed_config"
+    assert "envoy.extensions.filters.http.router.v3.Routr" in error.message
+    assert error.line == line_containing(text, "Routr")
+
+
+def test_yaml_syntax_error_has_line(write):
+    text = edit(BASE_YAML, "    type: STATIC\n", "    type: [STATIC\n")
+    error = load_error(write, text)
+    assert error.message.startswith("invalid YAML")
+    assert error.line is not None and error.line >= line_containing(text, "[STATIC")
+
+
+def test_unknown_extension_is_refused(write):
+    error = load_error(write, BASE_YAML, "envoy.conf")
+    assert "unsupported config file extension '.conf'" in error.message
+
+
+def test_string_field_given_a_number(write):
+    error = load_error(write, edit(BASE_YAML, "stat_prefix: ingress", "stat_prefix: 123"))
+    assert error.field_path == HCM_PATH + ".stat_prefix"
+    assert "expected a string" in error.message
+
+
+def test_two_members_of_a_oneof(write):
+    text = edit(BASE_YAML, "{cluster: backend}", "{cluster: backend, cluster_header: x-c}")
+    error = load_error(write, text)
+    assert "only one member of oneof 'cluster_specifier'" in error.message
+
+
+def test_integer_out_of_range(write):
+    error = load_error(write, edit(BASE_YAML, "port_value: 8080", "port_value: -1"))
+    assert "out of range for uint32" in error.message
+
+
+# -- PGV constraints Envoy enforces -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("old", "new", "path", "message"), [
+    ("connect_timeout: 1s", "connect_timeout: 0s", "static_resources.clusters[0].connect_timeout",
+     "value must be greater than 0s"),
+    ("port_value: 8080", "port_value: 70000", "static_resources.clusters[0].load_assignment."
+     "endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value",
+     "value must be less than or equal to 65535"),
+    ("stat_prefix: ingress", "stat_prefix: ingress\n          max_request_headers_kb: 9000",
+     HCM_PATH + ".max_request_headers_kb", "value must be inside range (0, 8192]"),
+    ("- name: all", '- name: ""', HCM_PATH + ".route_config.virtual_hosts[0].name",
+     "value length must be at least 1 characters"),
+    ("port_value: 8080}", "port_value: 8080}\n          load_balancing_weight: 0",
+     "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]"
+     ".load_balancing_weight", "value must be greater than or equal to 1"),
+    ("  - name: backend\n", "  - alt_stat_name: b\n", "static_resources.clusters[0].name",
+     "value length must be at least 1 characters"),
+])
+def test_constraint_violations(write, old, new, path, message):
+    text = edit(BASE_YAML, old, new)
+    error = load_error(write, text)
+    assert error.field_path == path
+    assert error.message == f"{path}: {message}"
+    assert error.line is not None
+
+
+def test_listener_without_address(write):
+    text = edit(BASE_YAML, "    address:\n      socket_address: {address: 0.0.0.0, port_value: 10000}\n", "")
+    error = load_error(write, text)
+    assert error.field_path == "static_resources.listeners[0]"
+    assert "address is necessary" in error.message
+    assert error.line == line_containing(text, "- name: l0")
+
+
+# -- differential: Envoy refuses what Outrider refuses -------------------------------------------
+
+
+def _envoy_binary() -> str | None:
+    found = shutil.which("envoy")
+    if found:
+        return found
+    venv = "/tmp/venv/bin/envoy"
+    return venv if os.access(venv, os.X_OK) else None
+
+
+@pytest.mark.envoy
+@pytest.mark.parametrize(("old", "new"), [
+    ("lb_policy:", "lb_polcy:"),
+    ("lb_policy: ROUND_ROBIN", "lb_policy: ROUND_ROBN"),
+    ("connect_timeout: 1s", "connect_timeout: 0s"),
+    ("connect_timeout: 1s", "connect_timeout: 1x"),
+])
+def test_envoy_also_rejects(write, old, new):
+    envoy = _envoy_binary()
+    if envoy is None:
+        pytest.skip("no envoy binary")
+    good = write(BASE_YAML, "good.yaml")
+    ok = subprocess.run([envoy, "--mode", "validate", "-c", good], capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    bad = write(edit(BASE_YAML, old, new), "bad.yaml")
+    result = subprocess.run([envoy, "--mode", "validate", "-c", bad], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    with pytest.raises(ConfigError):
+        load_bootstrap(bad)
