@@ -10,6 +10,7 @@ caller sends the right local reply without guessing (h11's ``error_status_hint``
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 import httptools
@@ -205,14 +206,12 @@ class ServerCodec:
         raise error
 
 
-_AUTHORITY_FORBIDDEN = frozenset(' /@\\"<>{}|^`\t')
+# Characters that cannot appear in a Host (RFC 3986 reg-name, IP literal and port).
+_INVALID_AUTHORITY = re.compile(r'[\x00-\x20\x7f/@\\"<>{}|^`]').search
 
 
 def _valid_authority(authority: str) -> bool:
-    for ch in authority:
-        if ch in _AUTHORITY_FORBIDDEN or ord(ch) < 0x21 or ord(ch) == 0x7F:
-            return False
-    return True
+    return _INVALID_AUTHORITY(authority) is None
 
 
 class ClientCodec:
@@ -237,6 +236,11 @@ class ClientCodec:
 
     def expect_head_response(self) -> None:
         self._head = True
+
+    @property
+    def needs_reset(self) -> bool:
+        """True after a HEAD response: llhttp's state is off, the next response needs a new codec."""
+        return self._head
 
     def feed(self, data: bytes) -> None:
         if self._done_early:

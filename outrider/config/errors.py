@@ -56,12 +56,6 @@ class ConfigError(Exception):
     def __str__(self) -> str:
         return _location(self.path, self.line) + self.message
 
-    def with_location(self, path: str | None, line: int | None) -> ConfigError:
-        """A copy that knows the file (and the line, when this one had none)."""
-        return ConfigError(
-            self.message, path, self.line or line, field_path=self.field_path
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:

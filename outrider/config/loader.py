@@ -48,7 +48,17 @@ RawPath = tuple[str | int, ...]
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".pb_text": "pb_text", ".pb": "pb"}
 
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A SafeLoader that leaves dates as strings, as Envoy's YAML reader does."""
+
+
+_SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
 _DURATION = re.compile(r"^-?\d+(\.\d{1,9})?s$")
 _WRAPPERS = {
     f"google.protobuf.{name}Value"
@@ -340,7 +350,9 @@ class _Checker:
             return value
         if fd.is_repeated:
             if not isinstance(value, list):
-                value = [value]  # Envoy accepts a lone scalar or mapping for a repeated field
+                # Envoy accepts a lone scalar or mapping for a repeated field.
+                self.note(f"{path}[0]", raw)
+                return [self.single(value, fd, f"{path}[0]", raw)]
             for i, item in enumerate(value):
                 self.note(f"{path}[{i}]", (*raw, i))
                 value[i] = self.single(item, fd, f"{path}[{i}]", (*raw, i))

@@ -225,7 +225,7 @@ class ActiveStream:
         "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
         "request_complete", "response_started", "response_complete", "close_connection",
         "chunked_response", "head_request", "deferred", "start_time", "response_flags",
-        "internal", "route", "end_decoded", "_idle_timer", "_request_timer", "response_status",
+        "internal", "route", "end_decoded", "_idle_timer", "_last_activity", "_request_timer", "response_status",
     )
 
     def __init__(self, cm: ConnectionManager, headers: RequestHeaders, version: str,
@@ -251,6 +251,7 @@ class ActiveStream:
         self.end_decoded = False
         self.response_status = 0
         self._idle_timer = None
+        self._last_activity = 0.0
         self._request_timer = None
 
     # -- decoding -------------------------------------------------------------------------------
@@ -263,7 +264,6 @@ class ActiveStream:
         cm.stats.downstream_rq_total.inc()
         cm.stats.downstream_rq_http1_total.inc()
         cm.stats.downstream_rq_active.inc()
-        self._arm_stream_idle_timer()
         if config.request_timeout and not self.request_complete:
             self._request_timer = cm.loop.call_later(config.request_timeout, self._on_request_timeout)
         headers = self.request_headers
@@ -284,6 +284,7 @@ class ActiveStream:
                 cm.connection.write(CONTINUE_100)
         self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
         self.route = config.route_table.route(headers)
+        self._arm_stream_idle_timer()
         self.router = router = cm.router_factory(self)
         deferred, self.deferred = self.deferred, None
         # A request without a body ends with its headers, as Envoy's codec reports it.
@@ -433,6 +434,9 @@ class ActiveStream:
     def _complete(self) -> None:
         self.response_complete = True
         self._cancel_timers()
+        # Break the stream <-> router cycle so reference counting frees both at once; leaving
+        # it to the cyclic GC costs a collection every few hundred requests.
+        self.router = None
         cm = self.cm
         if self.started:
             cm.stats.downstream_rq_active.dec()
@@ -440,17 +444,26 @@ class ActiveStream:
         cm.on_stream_done(self)
 
     def _touch(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._arm_stream_idle_timer()
+        # Cheaper than re-arming a timer on every event: the timer checks this when it fires.
+        self._last_activity = self.cm.loop.time()
 
     def _arm_stream_idle_timer(self) -> None:
         timeout = self.cm.config.stream_idle_timeout
         route = self.route
-        if route is not None and getattr(route, "idle_timeout", None):
+        if route is not None and route.idle_timeout is not None:
             timeout = route.idle_timeout
-        if timeout and not self.response_complete:
-            self._idle_timer = self.cm.loop.call_later(timeout, self._on_stream_idle_timeout)
+        if timeout:
+            loop = self.cm.loop
+            self._last_activity = loop.time()
+            self._idle_timer = loop.call_later(timeout, self._check_stream_idle, timeout)
+
+    def _check_stream_idle(self, timeout: float) -> None:
+        loop = self.cm.loop
+        remaining = self._last_activity + timeout - loop.time()
+        if remaining > 0:
+            self._idle_timer = loop.call_later(remaining, self._check_stream_idle, timeout)
+            return
+        self._on_stream_idle_timeout()
 
     def _on_stream_idle_timeout(self) -> None:
         self._idle_timer = None

@@ -128,9 +128,10 @@ class PeakEwmaLoadBalancer(ZoneAwareLoadBalancer):
             sa, sb = a.lb_state, b.lb_state
             if sa.__class__ is EwmaState and sb.__class__ is EwmaState and a.weight == b.weight:
                 inv = self._inv_decay
-                ca = sa.estimate * _exp(min(0.0, sa.stamp - now) * inv) * (  # type: ignore[union-attr]
+                # The clock is monotonic, so stamp <= now and exp() <= 1.
+                ca = sa.estimate * _exp((sa.stamp - now) * inv) * (  # type: ignore[union-attr]
                     a.active_requests + 1)
-                cb = sb.estimate * _exp(min(0.0, sb.stamp - now) * inv) * (  # type: ignore[union-attr]
+                cb = sb.estimate * _exp((sb.stamp - now) * inv) * (  # type: ignore[union-attr]
                     b.active_requests + 1)
                 return b if cb < ca else a
             return b if cost(b, now) < cost(a, now) else a

@@ -15,7 +15,7 @@ from outrider.http.conn_manager import ConnectionManager
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = ("factory", "transport", "manager", "remote_ip", "remote_address", "closed",
-                 "_read_disabled", "listener_stats")
+                 "_read_disabled", "_corked")
 
     def __init__(self, factory) -> None:
         self.factory = factory  # ListenerFactory: config, router factory, stats, loop
@@ -25,6 +25,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.remote_address = ""
         self.closed = False
         self._read_disabled = 0
+        self._corked: list[bytes] | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -39,7 +40,10 @@ class DownstreamConnection(asyncio.Protocol):
                                          factory.loop, factory.http_stats)
 
     def data_received(self, data: bytes) -> None:
+        # Pipelined requests answered locally in this read go out in one send.
+        self._corked = []
         self.manager.on_data(data)
+        self.uncork()
 
     def eof_received(self):
         return False
@@ -59,12 +63,27 @@ class DownstreamConnection(asyncio.Protocol):
     # -- for the connection manager -------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self._corked is not None:
+            self._corked.append(data)
+        elif not self.closed:
             self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until ``uncork``: a response head and body parsed from one upstream
+        read leave in one send (one syscall, one TCP segment)."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked and not self.closed:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def close(self, abort: bool = False) -> None:
         """Close after flushing what is buffered, or at once (``abort``) to signal a reset."""
         if not self.closed:
+            if self._corked:
+                self.uncork()
             self.closed = True
             if abort:
                 self.transport.abort()

@@ -39,10 +39,17 @@ class UpstreamConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=limit, low=limit // 2)
 
     def data_received(self, data: bytes) -> None:
+        request = self.request
+        downstream = request.downstream if request is not None else None
+        if downstream is not None:
+            downstream.cork()
         try:
             self.codec.feed(data)
         except httptools.HttpParserError:
             self._fail("protocol error")
+        finally:
+            if downstream is not None:
+                downstream.uncork()
 
     def eof_received(self):
         return False  # close the transport; connection_lost follows
@@ -71,7 +78,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def assign(self, request) -> None:
         self.request = request
-        self.codec = ClientCodec(self) if self.requests_served else self.codec
+        if self.codec.needs_reset:
+            self.codec = ClientCodec(self)
         self.requests_served += 1
         request.on_pool_ready(self)
 

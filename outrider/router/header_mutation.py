@@ -96,10 +96,9 @@ _DEFAULT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%E3SZ"
 def format_time(fmt: str, epoch: float) -> str:
     """strftime in UTC plus Envoy's ``%E<n>S`` (seconds with n decimals), ``%<n>f`` (n
     fraction digits, 9 when n is absent) and ``%s`` (epoch seconds)."""
-    whole = int(epoch)
-    nanos = int(round((epoch - whole) * 1e9))
-    if nanos >= 1_000_000_000:
-        whole, nanos = whole + 1, nanos - 1_000_000_000
+    # A float epoch carries about microsecond precision; finer digits would be noise.
+    whole, micros = divmod(round(epoch * 1_000_000), 1_000_000)
+    nanos = micros * 1000
     tm = time.gmtime(whole)
 
     def directive(m: re.Match[str]) -> str:

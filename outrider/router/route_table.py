@@ -68,16 +68,8 @@ def _request_scheme(headers: Any) -> str:
 class WeightedCluster:
     """One ``weighted_clusters.clusters`` entry; ``cluster_name(headers)`` resolves it."""
 
-    __slots__ = (
-        "cluster_header",
-        "host_rewrite_literal",
-        "name",
-        "proto",
-        "request_mutation",
-        "response_mutation",
-        "typed_per_filter_config",
-        "weight",
-    )
+    __slots__ = ("cluster_header", "host_rewrite_literal", "name", "proto", "request_mutation",
+                 "response_mutation", "typed_per_filter_config", "weight")
 
     def __init__(self, proto: Any, where: str) -> None:
         if bool(proto.name) == bool(proto.cluster_header):
@@ -142,6 +134,7 @@ class RouteEntry:
         self._redirect: _Redirect | None = None
         self.adds_location = False
         self.hash_policy: list[Any] = []
+        self.compiled_hash_policy: Any = None  # outrider.router.hash_policy.HashPolicy
         self.retry_policy_proto: Any = None
         self.hedge_policy_proto: Any = None
         self.request_mirror_policies: list[Any] = []
@@ -306,17 +299,8 @@ class RouteEntry:
 
 
 class _Redirect:
-    __slots__ = (
-        "host",
-        "https",
-        "path",
-        "path_has_query",
-        "port",
-        "prefix_rewrite",
-        "regex_rewrite",
-        "scheme",
-        "strip_query",
-    )
+    __slots__ = ("host", "https", "path", "path_has_query", "port", "prefix_rewrite",
+                 "regex_rewrite", "scheme", "strip_query")
 
     def __init__(self, proto: Any = None, where: str = "") -> None:
         self.scheme = ascii_lower(proto.scheme_redirect) if proto is not None else ""
@@ -550,6 +534,13 @@ def _compile_route_action(entry: RouteEntry, action: Any, vhost: VirtualHost, ta
     entry.append_x_forwarded_host = action.append_x_forwarded_host
 
     entry.hash_policy = list(action.hash_policy)
+    if entry.hash_policy:
+        from outrider.router.hash_policy import compile_hash_policy  # its own module's concern
+
+        try:
+            entry.compiled_hash_policy = compile_hash_policy(entry.hash_policy)
+        except ValueError as exc:
+            raise RouteConfigError(f"{where}: hash_policy: {exc}") from None
     entry.upgrade_configs = list(action.upgrade_configs)
     entry.retry_policy_proto = (action.retry_policy if action.HasField("retry_policy")
                                 else vhost.retry_policy_proto)

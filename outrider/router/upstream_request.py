@@ -12,13 +12,14 @@ from outrider.codec.http1 import LAST_CHUNK, encode_chunk, encode_request_head
 
 class UpstreamRequest:
     __slots__ = (
-        "router", "cluster", "host", "pool", "client", "chunked", "request_done", "buffer",
+        "router", "downstream", "cluster", "host", "pool", "client", "chunked", "request_done", "buffer",
         "buffered_bytes", "response_started", "response_done", "start_time", "_holding_downstream",
         "_read_disabled",
     )
 
     def __init__(self, router, cluster, host, chunked: bool) -> None:
         self.router = router
+        self.downstream = router.stream.cm.connection
         self.cluster = cluster
         self.host = host
         self.pool = cluster.pool_for(host)
@@ -124,7 +125,7 @@ class UpstreamRequest:
     def _hold_downstream(self, hold: bool) -> None:
         if hold != self._holding_downstream:
             self._holding_downstream = hold
-            self.router.stream.cm.connection.read_disable(hold)
+            self.downstream.read_disable(hold)
 
     def on_reset(self, reason: str) -> None:
         """The connection died or spoke garbage before the response completed."""

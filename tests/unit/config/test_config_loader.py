@@ -13,9 +13,10 @@ from cfg_helpers import BASE_YAML, HCM_PATH, ROUTE_PATH, edit, line_containing
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from xds.type.v3 import typed_struct_pb2
 
 from outrider.config.errors import ConfigError
-from outrider.config.loader import load_bootstrap, load_bootstrap_text
+from outrider.config.loader import _explain_parse_error, load_bootstrap, load_bootstrap_text
 
 
 def load_error(write, text: str, name: str = "envoy.yaml") -> ConfigError:
@@ -77,8 +78,8 @@ def test_load_bootstrap_text_accepts_json_without_a_file():
 
 def test_text_proto_loads_with_any_expansion(write):
     text = """
-    static_resources { clusters { name: "c" connect_timeout { seconds: 1 } } }
-    static_resources { listeners { name: "l" address { socket_address { port_value: 1 } }
+    static_resources { clusters { name: "c" connect_timeout { seconds: 1 } }
+      listeners { name: "l" address { socket_address { address: "127.0.0.1" port_value: 1 } }
       filter_chains { filters { name: "hcm" typed_config {
         [type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager] {
           stat_prefix: "x" route_config { name: "r" } } } } } } }
@@ -99,6 +100,15 @@ def test_envoy_leniencies_quoted_bool_and_scalar_for_repeated(write):
     assert list(hcm.route_config.virtual_hosts[0].domains) == ["*"]
 
 
+def test_lone_mapping_for_a_repeated_field_keeps_its_lines(write):
+    text = edit(BASE_YAML, "  clusters:\n  - name: backend\n    connect_timeout: 1s\n",
+                "  clusters:\n    name: backend\n    connect_timeout: 1s\n")
+    loaded = load_bootstrap(write(text))
+    assert loaded.bootstrap.static_resources.clusters[0].name == "backend"
+    assert loaded.line_of("static_resources.clusters[0].connect_timeout") == line_containing(
+        text, "connect_timeout")
+
+
 def test_typed_struct_loads_for_xds_and_udpa(write):
     for type_name in ("xds.type.v3.TypedStruct", "udpa.type.v1.TypedStruct"):
         text = edit(BASE_YAML, "    lb_policy: ROUND_ROBIN\n", f"""\
@@ -114,6 +124,28 @@ def test_typed_struct_loads_for_xds_and_udpa(write):
         loaded = load_bootstrap(write(text))
         policy = loaded.bootstrap.static_resources.clusters[0].load_balancing_policy.policies[0]
         assert policy.typed_extension_config.typed_config.type_url.endswith(type_name)
+
+
+def test_dates_stay_strings_as_in_envoy(write):
+    text = edit(BASE_YAML, '"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+                '"@type": type.googleapis.com/xds.type.v3.TypedStruct\n'
+                '              type_url: type.googleapis.com/acme.Filter\n'
+                '              value: {since: 2001-12-14}')
+    loaded = load_bootstrap(write(text))
+    http_filter = typed_struct_pb2.TypedStruct()
+    hcm = hcm_pb2.HttpConnectionManager()
+    loaded.bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.Unpack(hcm)
+    hcm.http_filters[0].typed_config.Unpack(http_filter)
+    assert http_filter.value["since"] == "2001-12-14"
+
+
+def test_json_format_fallback_message_is_made_readable():
+    field_path, detail = _explain_parse_error(
+        "Failed to parse static_resources field: Failed to parse clusters field: Failed to parse "
+        "lb_policy field: Invalid enum value X for enum type envoy.config.cluster.v3.Cluster."
+        "LbPolicy at Bootstrap.static_resources.clusters[0].lb_policy...")
+    assert field_path == "static_resources.clusters[0].lb_policy"
+    assert detail == "Invalid enum value X for enum type envoy.config.cluster.v3.Cluster.LbPolicy"
 
 
 # -- load errors -------------------------------------------------------------------------------
@@ -198,16 +230,16 @@ def test_integer_out_of_range(write):
 @pytest.mark.parametrize(("old", "new", "path", "message"), [
     ("connect_timeout: 1s", "connect_timeout: 0s", "static_resources.clusters[0].connect_timeout",
      "value must be greater than 0s"),
-    ("port_value: 8080", "port_value: 70000", "static_resources.clusters[0].load_assignment."
-     "endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value",
+    ("port_value: 8080", "port_value: 70000", ("static_resources.clusters[0].load_assignment."
+     "endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value"),
      "value must be less than or equal to 65535"),
     ("stat_prefix: ingress", "stat_prefix: ingress\n          max_request_headers_kb: 9000",
      HCM_PATH + ".max_request_headers_kb", "value must be inside range (0, 8192]"),
     ("- name: all", '- name: ""', HCM_PATH + ".route_config.virtual_hosts[0].name",
      "value length must be at least 1 characters"),
     ("port_value: 8080}", "port_value: 8080}\n          load_balancing_weight: 0",
-     "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]"
-     ".load_balancing_weight", "value must be greater than or equal to 1"),
+     ("static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]"
+     ".load_balancing_weight"), "value must be greater than or equal to 1"),
     ("  - name: backend\n", "  - alt_stat_name: b\n", "static_resources.clusters[0].name",
      "value length must be at least 1 characters"),
 ])
@@ -250,12 +282,12 @@ def test_envoy_also_rejects(write, old, new):
     if envoy is None:
         pytest.skip("no envoy binary")
     good = write(BASE_YAML, "good.yaml")
-    ok = subprocess.run([envoy, "--mode", "validate", "-c", good], capture_output=True,
-                        text=True, timeout=60)
+    ok = subprocess.run([envoy, "--mode", "validate", "-c", good], check=False,
+                        capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr[-2000:]
     bad = write(edit(BASE_YAML, old, new), "bad.yaml")
-    result = subprocess.run([envoy, "--mode", "validate", "-c", bad], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([envoy, "--mode", "validate", "-c", bad], check=False,
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     with pytest.raises(ConfigError):
         load_bootstrap(bad)

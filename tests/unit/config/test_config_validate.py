@@ -1,0 +1,267 @@
+"""validate(): unimplemented fields and extensions, and the semantic checks."""
+
+from __future__ import annotations
+
+import pytest
+from cfg_helpers import BASE_YAML, HCM_PATH, ROUTE_PATH, ROUTER_FILTER, edit, line_containing
+
+from outrider.config import supported
+from outrider.config.errors import ConfigIssue
+from outrider.config.loader import load_bootstrap
+from outrider.config.validate import has_errors, validate
+
+CORS_FILTER = """\
+          - name: envoy.filters.http.cors
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors
+"""
+SECOND_LISTENER = """\
+  - name: {name}
+    address:
+      socket_address: {{address: 0.0.0.0, port_value: {port}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: second
+          route_config: {{name: r2}}
+          http_filters:
+""" + ROUTER_FILTER
+
+
+def issues_of(write, text: str, **kwargs) -> list[ConfigIssue]:
+    return validate(load_bootstrap(write(text)), **kwargs)
+
+
+def only_issue(issues: list[ConfigIssue]) -> ConfigIssue:
+    assert len(issues) == 1, [str(i) for i in issues]
+    return issues[0]
+
+
+def test_good_config_has_no_issues(write):
+    assert issues_of(write, BASE_YAML) == []
+
+
+def test_unimplemented_field_reported_with_path_and_line(write):
+    text = edit(BASE_YAML, "    type: STATIC\n",
+                "    type: STATIC\n    circuit_breakers:\n      thresholds: [{max_connections: 1}]\n")
+    issue = only_issue(issues_of(write, text))
+    assert issue.severity == "error"
+    assert issue.field_path == "static_resources.clusters[0].circuit_breakers"
+    assert issue.line == line_containing(text, "circuit_breakers")
+    assert str(issue) == (f"{issue.path}:{issue.line}: error: static_resources.clusters[0]."
+                          "circuit_breakers: not implemented by Outrider yet (it would be ignored)")
+
+
+def test_unimplemented_field_inside_typed_config(write):
+    text = edit(BASE_YAML, "stat_prefix: ingress", "stat_prefix: ingress\n          via: outrider")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == HCM_PATH + ".via"
+    assert issue.line == line_containing(text, "via: outrider")
+
+
+def test_allow_unimplemented_downgrades_only_unimplemented(write):
+    text = edit(BASE_YAML, "    type: STATIC\n",
+                "    type: STATIC\n    outlier_detection: {consecutive_5xx: 3}\n")
+    text = edit(text, "{cluster: backend}", "{cluster: nowhere}")
+    strict = issues_of(write, text)
+    assert [i.severity for i in strict] == ["error", "error"]
+    relaxed = issues_of(write, text, allow_unimplemented=True)
+    by_path = {i.field_path: i.severity for i in relaxed}
+    assert by_path["static_resources.clusters[0].outlier_detection"] == "warning"
+    assert by_path[ROUTE_PATH + ".cluster"] == "error"  # a broken config stays an error
+    assert has_errors(relaxed)
+
+
+def test_accepted_but_ignored_is_a_warning_and_node_is_silent(write):
+    text = "node: {id: n1, cluster: c1}\n" + edit(
+        BASE_YAML, "admin:\n", "admin:\n  access_log_path: /dev/null\n")
+    issue = only_issue(issues_of(write, text))
+    assert issue.severity == "warning"
+    assert issue.field_path == "admin.access_log_path"
+    assert not has_errors([issue])
+
+
+def test_unimplemented_http_filter_type_is_named(write):
+    text = edit(BASE_YAML, ROUTER_FILTER, CORS_FILTER + ROUTER_FILTER)
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == HCM_PATH + ".http_filters[0].typed_config"
+    assert "envoy.filters.http.cors" in issue.message
+    assert "is not implemented" in issue.message
+
+
+@pytest.mark.parametrize(("old", "new", "path", "value"), [
+    ("type: STATIC", "type: LOGICAL_DNS", "static_resources.clusters[0].type", "LOGICAL_DNS"),
+    ("stat_prefix: ingress", "stat_prefix: ingress\n          codec_type: HTTP2",
+     HCM_PATH + ".codec_type", "HTTP2"),
+    ("lb_policy: ROUND_ROBIN", ("lb_policy: RING_HASH\n    ring_hash_lb_config: "
+     "{hash_function: MURMUR_HASH_2}"), ("static_resources.clusters[0].ring_hash_lb_config"
+     ".hash_function"), "MURMUR_HASH_2"),
+])
+def test_restricted_enum_values(write, old, new, path, value):
+    issue = only_issue(issues_of(write, edit(BASE_YAML, old, new)))
+    assert issue.field_path == path
+    assert issue.message.startswith(f"{value} is not implemented")
+
+
+def test_router_missing(write):
+    text = edit(BASE_YAML, ROUTER_FILTER, CORS_FILTER)
+    messages = [i.message for i in issues_of(write, text, allow_unimplemented=True)
+                if i.severity == "error"]
+    assert any("no envoy.filters.http.router filter" in m for m in messages)
+
+
+def test_no_http_filters_at_all(write):
+    text = edit(BASE_YAML, "          http_filters:\n" + ROUTER_FILTER, "")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == HCM_PATH
+    assert "#4045" in issue.message
+
+
+def test_router_not_last(write):
+    text = edit(BASE_YAML, ROUTER_FILTER, ROUTER_FILTER + CORS_FILTER)
+    issues = issues_of(write, text, allow_unimplemented=True)
+    errors = [i for i in issues if i.severity == "error"]
+    assert len(errors) == 1
+    assert errors[0].field_path == HCM_PATH + ".http_filters[0]"
+    assert "must be the last" in errors[0].message
+
+
+def test_http_filter_without_typed_config(write):
+    text = edit(BASE_YAML, ROUTER_FILTER, "          - name: envoy.filters.http.router\n")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == HCM_PATH + ".http_filters[0]"
+    assert "has no typed_config" in issue.message
+
+
+def test_undefined_cluster(write):
+    text = edit(BASE_YAML, "{cluster: backend}", "{cluster: nope}")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == ROUTE_PATH + ".cluster"
+    assert issue.message == "unknown cluster 'nope'"
+    assert issue.line == line_containing(text, "{cluster: nope}")
+
+
+def test_undefined_weighted_cluster_and_validate_clusters_false(write):
+    text = edit(BASE_YAML, "{cluster: backend}",
+                "{weighted_clusters: {clusters: [{name: backend, weight: 1}, {name: gone, weight: 1}]}}")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == ROUTE_PATH + ".weighted_clusters.clusters[1].name"
+    relaxed = edit(text, "name: local\n", "name: local\n            validate_clusters: false\n")
+    assert issues_of(write, relaxed) == []
+
+
+def test_duplicate_listener_address(write):
+    text = edit(BASE_YAML, "  clusters:\n",
+                SECOND_LISTENER.format(name="l1", port=10000) + "  clusters:\n")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == "static_resources.listeners[1].address"
+    assert "duplicate listener address 0.0.0.0:10000" in issue.message
+
+
+def test_duplicate_listener_name(write):
+    text = edit(BASE_YAML, "  clusters:\n",
+                SECOND_LISTENER.format(name="l0", port=10001) + "  clusters:\n")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == "static_resources.listeners[1].name"
+
+
+def test_duplicate_cluster_name(write):
+    text = BASE_YAML + "  - name: backend\n    connect_timeout: 2s\n"
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == "static_resources.clusters[1].name"
+    assert "duplicate cluster 'backend'" in issue.message
+
+
+def test_static_cluster_with_host_name(write):
+    text = edit(BASE_YAML, "{address: 127.0.0.1, port_value: 8080}",
+                "{address: backend.local, port_value: 8080}")
+    issue = only_issue(issues_of(write, text))
+    assert "malformed IP address: backend.local" in issue.message
+    assert issues_of(write, edit(text, "type: STATIC", "type: STRICT_DNS")) == []
+
+
+LB_POLICIES = """\
+    load_balancing_policy:
+      policies:
+{entries}"""
+CSWRR = """\
+      - typed_extension_config:
+          name: cswrr
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin
+"""
+PEAK_EWMA = """\
+      - typed_extension_config:
+          name: ewma
+          typed_config:
+            "@type": type.googleapis.com/xds.type.v3.TypedStruct
+            type_url: type.googleapis.com/outrider.lb.peak_ewma
+            value: {decay: 10s}
+"""
+LEAST_REQUEST = """\
+      - typed_extension_config:
+          name: lr
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest
+            choice_count: 3
+"""
+
+
+def with_policies(*entries: str) -> str:
+    return edit(BASE_YAML, "    lb_policy: ROUND_ROBIN\n",
+                LB_POLICIES.format(entries="".join(entries)))
+
+
+def test_peak_ewma_typed_struct_and_built_in_policies_are_accepted(write):
+    assert issues_of(write, with_policies(PEAK_EWMA)) == []
+    assert issues_of(write, with_policies(LEAST_REQUEST)) == []
+
+
+def test_lb_policy_falls_back_to_the_first_implemented(write):
+    text = with_policies(CSWRR, LEAST_REQUEST)
+    issue = only_issue(issues_of(write, text))
+    assert issue.severity == "warning"
+    assert issue.field_path == "static_resources.clusters[0].load_balancing_policy.policies[0]"
+    assert "using policies[1]" in issue.message
+
+
+def test_lb_policy_with_nothing_implemented_is_an_error(write):
+    issue = only_issue(issues_of(write, with_policies(CSWRR)))
+    assert issue.severity == "error"
+    assert "ClientSideWeightedRoundRobin" in issue.message
+
+
+def test_unimplemented_field_inside_a_chosen_lb_policy(write):
+    text = with_policies(LEAST_REQUEST.replace(
+        "choice_count: 3", "locality_lb_config: {zone_aware_lb_config: {}}"))
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path.endswith("typed_config.locality_lb_config.zone_aware_lb_config")
+
+
+def test_issues_come_in_file_order(write):
+    # The walk visits static_resources before layered_runtime (proto field order), and
+    # listeners before clusters; the file has them the other way round.
+    text = "layered_runtime: {}\n" + edit(BASE_YAML, "    type: STATIC\n",
+                                          "    type: STATIC\n    outlier_detection: {}\n")
+    text = edit(text, "stat_prefix: ingress", "stat_prefix: ingress\n          via: x")
+    issues = issues_of(write, text)
+    assert [i.field_path for i in issues] == [
+        "layered_runtime", HCM_PATH + ".via", "static_resources.clusters[0].outlier_detection"]
+    assert [i.line for i in issues] == sorted(i.line for i in issues)
+
+
+def test_register_extension_admits_a_python_filter(write, monkeypatch):
+    monkeypatch.setitem(supported.EXTENSIONS, "http_filter", set(supported.EXTENSIONS["http_filter"]))
+    python_filter = """\
+          - name: my.filter
+            typed_config:
+              "@type": type.googleapis.com/xds.type.v3.TypedStruct
+              type_url: type.googleapis.com/acme.filters.Auth
+              value: {module: acme.auth, class: Auth}
+"""
+    text = edit(BASE_YAML, ROUTER_FILTER, python_filter + ROUTER_FILTER)
+    assert "acme.filters.Auth" in only_issue(issues_of(write, text)).message
+    supported.register_extension("http_filter", "acme.filters.Auth")
+    assert issues_of(write, text) == []
