@@ -296,8 +296,8 @@ class ClientCodec:
 
 def encode_request_head(headers: RequestHeaders, chunked: bool) -> bytes:
     """The request line and headers, origin-form, ``host`` from ``:authority``."""
-    parts = [f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n"]
-    parts.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
+    parts.insert(0, f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n")
     if chunked:
         parts.append("transfer-encoding: chunked\r\n")
     parts.append("\r\n")

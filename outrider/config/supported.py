@@ -188,9 +188,11 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
         "query_parameters"),
     _ROUTE + "HeaderMatcher": fields(
-        "name", "string_match", "present_match", "invert_match",
+        "name", "string_match", "present_match", "invert_match", "range_match",
+        "treat_missing_header_as_empty",
         # Deprecated spellings of string_match, still common in configs.
         "exact_match", "prefix_match", "suffix_match", "contains_match", "safe_regex_match"),
+    "envoy.type.v3.Int64Range": fields("start", "end"),
     _ROUTE + "QueryParameterMatcher": fields("name", "string_match", "present_match"),
     "envoy.type.matcher.v3.StringMatcher": fields(
         "exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"),
@@ -285,6 +287,13 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         **fields("minimum_ring_size", "maximum_ring_size"), "hash_function": only("XX_HASH"),
     },
     f"{LBP}.maglev.v3.Maglev": fields("table_size"),
+    # Envoy contrib's message, registered by outrider.lb.config (not in xds-protos).
+    f"{LBP}.peak_ewma.v3alpha.PeakEwma": {
+        **fields("decay_time", "default_rtt"),
+        "aggregation_interval": inert("contrib Envoy batches RTT samples; Outrider folds each "
+                                      "one in as it arrives, which is the limit of a 0s interval"),
+        "max_samples_per_host": inert("bounds contrib Envoy's sample batch; Outrider keeps none"),
+    },
     f"{LBP}.common.v3.SlowStartConfig": _SLOW_START,
     f"{LBP}.common.v3.LocalityLbConfig": fields("locality_weighted_lb_config"),
     f"{LBP}.common.v3.LocalityLbConfig.LocalityWeightedLbConfig": {},

@@ -5,7 +5,8 @@ lazily: its proto package is derived from the full name (the leading lower-case 
 ``envoy.extensions.filters.http.router.v3.Router`` → ``envoy.extensions.filters.http.router.v3``),
 and every ``*_pb2.py`` in that package's directory is imported once, which registers its messages
 in the default descriptor pool. Proto packages map one-to-one onto Python packages in
-xds-protos, so no name table is needed.
+xds-protos, so no name table is needed, except for the few protos Outrider itself supplies
+(``PROVIDED_TYPES``).
 
 ``TypedStruct`` (``xds.type.v3.TypedStruct`` and the older ``udpa.type.v1.TypedStruct``) carries
 its own ``type_url`` and a JSON ``value``; it names Python extensions (a user's HTTP filter,
@@ -24,6 +25,12 @@ from google.protobuf import any_pb2, descriptor, descriptor_pool, json_format, m
 from google.protobuf.message import Message
 
 TYPED_STRUCT_TYPES = frozenset({"xds.type.v3.TypedStruct", "udpa.type.v1.TypedStruct"})
+
+# Protos Outrider defines itself because xds-protos lacks them: full name → the module that
+# adds them to the default pool when imported.
+PROVIDED_TYPES = {
+    "envoy.extensions.load_balancing_policies.peak_ewma.v3alpha.PeakEwma": "outrider.lb.config",
+}
 
 _imported_packages: set[str] = set()
 
@@ -76,6 +83,9 @@ def find_message_descriptor(full_name: str) -> descriptor.Descriptor | None:
     except KeyError:
         pass
     _import_package(proto_package(full_name))
+    provider = PROVIDED_TYPES.get(full_name)
+    if provider is not None:
+        importlib.import_module(provider)
     try:
         return pool.FindMessageTypeByName(full_name)
     except KeyError:

@@ -12,7 +12,8 @@ Severities:
   ``allow_unimplemented=True`` these become warnings, so a user can run anyway, knowingly.
 * "error", semantic (never downgraded): an HCM whose router filter is missing or not last
   (requests would hang, Envoy #4045), a filter without ``typed_config``, a route naming an
-  undefined cluster (unless ``validate_clusters: false``), duplicate listener names or addresses,
+  undefined cluster (unless ``validate_clusters: false``), a weighted cluster without a weight
+  or with weights summing to 0, duplicate listener names or addresses,
   duplicate cluster names, a STATIC cluster endpoint that is not an IP address.
 * "warning": accepted but without effect yet (``supported.ignored`` fields), and
   ``load_balancing_policy`` entries skipped in favour of a later one Outrider implements.
@@ -239,12 +240,26 @@ class _Validator:
                 named: list[tuple[str, str]] = []
                 if action.cluster:
                     named.append((action.cluster, join(route_path, "cluster")))
-                for w, weighted in enumerate(action.weighted_clusters.clusters):
-                    named.append((weighted.name,
-                                  f"{route_path}.weighted_clusters.clusters[{w}].name"))
+                if action.HasField("weighted_clusters"):
+                    named += self.check_weights(action.weighted_clusters,
+                                                join(route_path, "weighted_clusters"))
                 for name, field_path in named:
                     if name and name not in clusters:
                         self.report("error", field_path, f"unknown cluster '{name}'")
+
+    def check_weights(self, weighted: Message, path: str) -> list[tuple[str, str]]:
+        """Envoy's load-time weight checks; returns ``(cluster name, field path)`` pairs."""
+        named = []
+        total = 0
+        for w, cluster in enumerate(weighted.clusters):  # type: ignore[attr-defined]
+            item = f"{path}.clusters[{w}]"
+            named.append((cluster.name, join(item, "name")))
+            if not cluster.HasField("weight"):
+                self.report("error", item, "weight is required")  # as Envoy 1.40
+            total += cluster.weight.value
+        if total == 0 and len(named) > 0:
+            self.report("error", path, "the sum of the weights must be greater than 0")
+        return named
 
     def check_static_endpoints(self, cluster: Message, path: str) -> None:
         if cluster.type != 0 or cluster.HasField("cluster_type"):  # type: ignore[attr-defined]

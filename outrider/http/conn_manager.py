@@ -38,18 +38,21 @@ class HttpStats(StatsStruct):
     )
     GAUGES = ("downstream_cx_active", "downstream_rq_active")
 
+    # Per-request bookkeeping touches the counters' values directly: a method call per
+    # counter would be most of the cost of counting.
+
+    def on_request_start(self) -> None:
+        self.downstream_rq_total.value += 1
+        self.downstream_rq_http1_total.value += 1
+        self.downstream_rq_active.value += 1
+
     def count_response(self, status: int) -> None:
-        klass = status // 100
-        if klass == 2:
-            self.downstream_rq_2xx.inc()
-        elif klass == 5:
-            self.downstream_rq_5xx.inc()
-        elif klass == 4:
-            self.downstream_rq_4xx.inc()
-        elif klass == 3:
-            self.downstream_rq_3xx.inc()
-        else:
-            self.downstream_rq_1xx.inc()
+        self._by_class[status // 100 if 100 <= status < 600 else 1].value += 1
+
+    def __init__(self, scope) -> None:
+        super().__init__(scope)
+        self._by_class = (self.downstream_rq_1xx, self.downstream_rq_1xx, self.downstream_rq_2xx,
+                          self.downstream_rq_3xx, self.downstream_rq_4xx, self.downstream_rq_5xx)
 
 
 _date_cache = [0, ""]
@@ -83,7 +86,10 @@ class ConnectionManager:
         self.draining = False
         self._pipeline_paused = False
         self._idle_timer = None
+        self._idle_since = 0.0
         self._headers_timer = None
+        self._deadline_timer = None
+        self._deadline_at = 0.0
         stats.downstream_cx_total.inc()
         stats.downstream_cx_active.inc()
         self._arm_idle_timer()
@@ -91,9 +97,6 @@ class ConnectionManager:
     # -- transport events (called by net.downstream) -------------------------------------------
 
     def on_data(self, data: bytes) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
         if self._headers_timer is None and self.decoding is None and self.config.request_headers_timeout:
             self._headers_timer = self.loop.call_later(
                 self.config.request_headers_timeout, self._on_headers_timeout)
@@ -164,7 +167,7 @@ class ConnectionManager:
             self._pipeline_paused = False
             self.connection.read_disable(False)
         if not self.streams:
-            self._arm_idle_timer()
+            self._idle_since = self.loop.time()
 
     def close(self, abort: bool = False) -> None:
         """Close the connection: after the pending writes, or at once to signal a reset."""
@@ -191,14 +194,50 @@ class ConnectionManager:
         stream.send_local_reply(error.status, error.body, error.details, close=True)
 
     def _arm_idle_timer(self) -> None:
-        if self.config.idle_timeout and not self.closed:
-            self._idle_timer = self.loop.call_later(self.config.idle_timeout, self._on_idle_timeout)
+        # One timer for the connection's life; it re-arms itself for whatever remains, so
+        # requests never pay for a timer (Envoy's idle_timeout: no active stream for so long).
+        timeout = self.config.idle_timeout
+        if timeout:
+            self._idle_since = self.loop.time()
+            self._idle_timer = self.loop.call_later(timeout, self._check_idle, timeout)
 
-    def _on_idle_timeout(self) -> None:
+    def _check_idle(self, timeout: float) -> None:
         self._idle_timer = None
-        if not self.streams:
-            self.stats.downstream_cx_idle_timeout.inc()
-            self.close()
+        if self.closed:
+            return
+        remaining = timeout if self.streams or self.decoding else (
+            self._idle_since + timeout - self.loop.time())
+        if remaining > 0:
+            self._idle_timer = self.loop.call_later(remaining, self._check_idle, timeout)
+            return
+        self.stats.downstream_cx_idle_timeout.inc()
+        self.close()
+
+    def schedule_deadline(self, when: float) -> None:
+        """Make sure the deadline timer fires by ``when``.
+
+        One timer serves every stream timeout of the connection (stream idle, route timeout).
+        It is moved only when a deadline earlier than the armed one appears; when it fires it
+        checks the streams and re-arms for the next deadline. So a request normally arms and
+        cancels no timer at all.
+        """
+        timer = self._deadline_timer
+        if timer is None or when < self._deadline_at:
+            if timer is not None:
+                timer.cancel()
+            self._deadline_at = when
+            self._deadline_timer = self.loop.call_at(when, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline_timer = None
+        now = self.loop.time()
+        for stream in list(self.streams):
+            if self.closed:
+                return
+            stream.check_deadlines(now)
+        upcoming = [d for d in (s.next_deadline() for s in self.streams) if d is not None]
+        if upcoming and not self.closed:
+            self.schedule_deadline(min(upcoming))
 
     def _on_headers_timeout(self) -> None:
         self._headers_timer = None
@@ -212,10 +251,10 @@ class ConnectionManager:
                                 close=True)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._idle_timer, self._headers_timer):
+        for timer in (self._idle_timer, self._headers_timer, self._deadline_timer):
             if timer is not None:
                 timer.cancel()
-        self._idle_timer = self._headers_timer = None
+        self._idle_timer = self._headers_timer = self._deadline_timer = None
 
 
 class ActiveStream:
@@ -225,7 +264,7 @@ class ActiveStream:
         "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
         "request_complete", "response_started", "response_complete", "close_connection",
         "chunked_response", "head_request", "deferred", "start_time", "response_flags",
-        "internal", "route", "end_decoded", "_idle_timer", "_last_activity", "_request_timer", "response_status",
+        "internal", "route", "end_decoded", "_idle_timeout", "_last_activity", "_request_timer", "response_status",
     )
 
     def __init__(self, cm: ConnectionManager, headers: RequestHeaders, version: str,
@@ -250,7 +289,7 @@ class ActiveStream:
         self.route = None
         self.end_decoded = False
         self.response_status = 0
-        self._idle_timer = None
+        self._idle_timeout: float | None = None
         self._last_activity = 0.0
         self._request_timer = None
 
@@ -261,9 +300,7 @@ class ActiveStream:
         self.started = True
         cm = self.cm
         config = cm.config
-        cm.stats.downstream_rq_total.inc()
-        cm.stats.downstream_rq_http1_total.inc()
-        cm.stats.downstream_rq_active.inc()
+        cm.stats.on_request_start()
         if config.request_timeout and not self.request_complete:
             self._request_timer = cm.loop.call_later(config.request_timeout, self._on_request_timeout)
         headers = self.request_headers
@@ -439,7 +476,7 @@ class ActiveStream:
         self.router = None
         cm = self.cm
         if self.started:
-            cm.stats.downstream_rq_active.dec()
+            cm.stats.downstream_rq_active.value -= 1
         cm.stats.count_response(self.response_status)
         cm.on_stream_done(self)
 
@@ -453,20 +490,33 @@ class ActiveStream:
         if route is not None and route.idle_timeout is not None:
             timeout = route.idle_timeout
         if timeout:
-            loop = self.cm.loop
-            self._last_activity = loop.time()
-            self._idle_timer = loop.call_later(timeout, self._check_stream_idle, timeout)
+            self._idle_timeout = timeout
+            self._last_activity = now = self.cm.loop.time()
+            self.cm.schedule_deadline(now + timeout)
 
-    def _check_stream_idle(self, timeout: float) -> None:
-        loop = self.cm.loop
-        remaining = self._last_activity + timeout - loop.time()
-        if remaining > 0:
-            self._idle_timer = loop.call_later(remaining, self._check_stream_idle, timeout)
+    def next_deadline(self) -> float | None:
+        """The earliest time one of this stream's timeouts could fire (None: none armed)."""
+        deadline = None
+        if self._idle_timeout and not self.response_complete:
+            deadline = self._last_activity + self._idle_timeout
+        router = self.router
+        if router is not None and router.deadline is not None:
+            if deadline is None or router.deadline < deadline:
+                deadline = router.deadline
+        return deadline
+
+    def check_deadlines(self, now: float) -> None:
+        """Fire whichever timeout has passed (called from the connection's deadline timer)."""
+        if self.response_complete:
             return
-        self._on_stream_idle_timeout()
+        router = self.router
+        if router is not None and router.deadline is not None and now >= router.deadline:
+            router.on_deadline()
+        elif self._idle_timeout and now >= self._last_activity + self._idle_timeout:
+            self._on_stream_idle_timeout()
 
     def _on_stream_idle_timeout(self) -> None:
-        self._idle_timer = None
+        self._idle_timeout = None
         self.cm.stats.downstream_rq_idle_timeout.inc()
         self.response_flags = "SI"
         self._abort_router()
@@ -487,7 +537,7 @@ class ActiveStream:
             self.router = None
 
     def _cancel_timers(self) -> None:
-        for timer in (self._idle_timer, self._request_timer):
-            if timer is not None:
-                timer.cancel()
-        self._idle_timer = self._request_timer = None
+        self._idle_timeout = None
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None

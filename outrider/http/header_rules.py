@@ -60,11 +60,10 @@ def strip_hop_by_hop(headers) -> None:
     else:
         return  # the common case: nothing to strip, nothing rebuilt
     connection = headers.get("connection")
+    drop = HOP_BY_HOP
     if connection is not None:
-        named = {token.strip().lower() for token in connection.split(",")}
-        headers.remove_if(lambda name: name in HOP_BY_HOP or name in named)
-    else:
-        headers.remove_if(HOP_BY_HOP.__contains__)
+        drop = HOP_BY_HOP.union(token.strip().lower() for token in connection.split(","))
+    headers.remove_if(drop.__contains__)
 
 
 def _has_envoy_header(headers) -> bool:

@@ -36,11 +36,17 @@ class HeaderMap:
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one (in the first one's place)."""
         items = self._items
-        for i, (key, _) in enumerate(items):
+        i = 0
+        for key, _ in items:
             if key == name:
                 items[i] = (name, value)
-                self._items = items[: i + 1] + [kv for kv in items[i + 1 :] if kv[0] != name]
+                for key2, _ in items[i + 1 :]:
+                    if key2 == name:  # rare: repeated header; drop the later copies
+                        self._items = items[: i + 1] + [kv for kv in items[i + 1 :]
+                                                        if kv[0] != name]
+                        break
                 return
+            i += 1
         items.append((name, value))
 
     def set_default(self, name: str, value: str) -> None:
@@ -55,13 +61,17 @@ class HeaderMap:
         return len(self._items) != before
 
     def remove_if(self, predicate) -> None:
+        """Remove every header whose name satisfies ``predicate``."""
         self._items = [kv for kv in self._items if not predicate(kv[0])]
 
     def items(self) -> list[tuple[str, str]]:
         return self._items
 
     def __contains__(self, name: object) -> bool:
-        return any(key == name for key, _ in self._items)
+        for key, _ in self._items:
+            if key == name:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)

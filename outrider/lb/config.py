@@ -28,6 +28,8 @@ from envoy.extensions.load_balancing_policies.ring_hash.v3 import ring_hash_pb2
 from envoy.extensions.load_balancing_policies.round_robin.v3 import round_robin_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
+from udpa.type.v1 import typed_struct_pb2 as udpa_typed_struct_pb2
+from xds.type.v3 import typed_struct_pb2 as xds_typed_struct_pb2
 
 from outrider.config.durations import (
     bool_value,
@@ -208,7 +210,8 @@ def _is_prime(n: int) -> bool:
 
 
 def _reject_hash_balance_factor(msg: Message, prefix: str) -> None:
-    if msg.HasField("hash_balance_factor"):
+    if "hash_balance_factor" in msg.DESCRIPTOR.fields_by_name and msg.HasField(
+            "hash_balance_factor"):
         raise UnsupportedLbPolicyError(
             f"{prefix}.hash_balance_factor: bounded-load consistent hashing is not supported")
 
@@ -360,10 +363,9 @@ def lb_config_from_cluster(cluster: cluster_pb2.Cluster) -> LbPolicyConfig:
 
 def _unpack_typed_struct(packed: AnyValue, name: str, prefix: str) -> tuple[str, dict]:
     if name == "xds.type.v3.TypedStruct":
-        from xds.type.v3 import typed_struct_pb2 as ts
+        msg = xds_typed_struct_pb2.TypedStruct()
     else:
-        from udpa.type.v1 import typed_struct_pb2 as ts  # type: ignore[no-redef]
-    msg = ts.TypedStruct()
+        msg = udpa_typed_struct_pb2.TypedStruct()
     if not packed.Unpack(msg):
         raise UnsupportedLbPolicyError(f"{prefix}: cannot decode {name}")
     value = json_format.MessageToDict(msg.value) if msg.HasField("value") else {}

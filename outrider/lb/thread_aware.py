@@ -94,6 +94,7 @@ class ThreadAwareLoadBalancer(LoadBalancerBase):
             overprovisioning_factor=common.overprovisioning_factor,
             healthy_panic_threshold=common.healthy_panic_threshold,
             locality_weighted=False,  # the tables fold locality weights in themselves
+            rng=rng,
         )
         self._tables: list[HashTable] = [EMPTY_TABLE]
         self._panic: list[bool] = [False]

@@ -61,6 +61,16 @@ def _port_start(host: str) -> int:
     return colon if bracket < 0 or bracket < colon else -1
 
 
+def _routing_path(path: str, ignore_path_parameters: bool) -> str:
+    """What path matchers see: no query, no fragment and, if asked, no ``;`` parameters."""
+    path = path_without_query(path)
+    if ignore_path_parameters:
+        semicolon = path.find(";")
+        if semicolon >= 0:
+            return path[:semicolon]
+    return path
+
+
 def _request_scheme(headers: Any) -> str:
     return headers.get("x-forwarded-proto") or headers.scheme
 
@@ -150,7 +160,8 @@ class RouteEntry:
 
     def matches(self, headers: Any, random_value: int = 0) -> bool:
         """Whether this route alone matches ``headers`` (the table uses a faster inline loop)."""
-        if not self._path.match(path_without_query(headers.path)):
+        path = _routing_path(headers.path, self.virtual_host._ignore_path_parameters)
+        if not self._path.match(path):
             return False
         return self._conditions is None or self._conditions(headers, random_value)
 
@@ -303,7 +314,7 @@ class _Redirect:
                  "regex_rewrite", "scheme", "strip_query")
 
     def __init__(self, proto: Any = None, where: str = "") -> None:
-        self.scheme = ascii_lower(proto.scheme_redirect) if proto is not None else ""
+        self.scheme = proto.scheme_redirect if proto is not None else ""  # verbatim, as Envoy
         self.https = proto is not None and proto.https_redirect
         self.host = proto.host_redirect if proto is not None else ""
         self.port = f":{proto.port_redirect}" if proto is not None and proto.port_redirect else ""
@@ -386,17 +397,7 @@ class VirtualHost:
         if self.require_tls != "NONE" and _request_scheme(headers) != "https" and (
                 self.require_tls == "ALL" or headers.get("x-envoy-internal") != "true"):
             return self.ssl_redirect
-        path = headers.path
-        query = path.find("?")
-        if query >= 0:
-            path = path[:query]
-        fragment = path.find("#")
-        if fragment >= 0:
-            path = path[:fragment]
-        if self._ignore_path_parameters:
-            semicolon = path.find(";")
-            if semicolon >= 0:
-                path = path[:semicolon]
+        path = _routing_path(headers.path, self._ignore_path_parameters)
         for entry in self.routes:
             if entry._path.match(path) and (
                     entry._conditions is None or entry._conditions(headers, random_value)):
@@ -509,8 +510,8 @@ def _compile_route_action(entry: RouteEntry, action: Any, vhost: VirtualHost, ta
     entry.cluster_not_found_response_code = _CLUSTER_NOT_FOUND_CODES[
         action.cluster_not_found_response_code]
 
-    timeout_ms = _ms(action.timeout) if action.HasField("timeout") else 15_000
-    entry.timeout = timeout_ms / 1000 if timeout_ms else None
+    timeout = _ms(action.timeout) / 1000 if action.HasField("timeout") else DEFAULT_ROUTE_TIMEOUT
+    entry.timeout = timeout or None
     if action.HasField("idle_timeout"):
         entry.idle_timeout = _ms(action.idle_timeout) / 1000  # 0.0: disabled
 

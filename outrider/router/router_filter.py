@@ -27,7 +27,7 @@ class RouterConfig:
 
 class RouterFilter:
     __slots__ = ("config", "stream", "route", "cluster", "host", "upstream", "request_headers",
-                 "_timer", "_hash_key", "upstream_remote_address", "_request_done", "_set_cookie")
+                 "deadline", "_hash_key", "upstream_remote_address", "_request_done", "_set_cookie")
 
     def __init__(self, config: RouterConfig, stream) -> None:
         self.config = config
@@ -38,7 +38,7 @@ class RouterFilter:
         self.upstream: UpstreamRequest | None = None
         self.request_headers = None
         self.upstream_remote_address = "-"
-        self._timer = None
+        self.deadline: float | None = None  # the route timeout, checked by the connection
         self._hash_key = None
         self._request_done = False
         self._set_cookie: str | None = None
@@ -179,10 +179,12 @@ class RouterFilter:
         self._request_done = True
         timeout = self.route.timeout
         if timeout and self.upstream is not None:
-            self._timer = self.config.loop.call_later(timeout, self._on_timeout)
+            self.deadline = deadline = self.config.loop.time() + timeout
+            self.stream.cm.schedule_deadline(deadline)
 
-    def _on_timeout(self) -> None:
-        self._timer = None
+    def on_deadline(self) -> None:
+        """The route timeout passed: 504 before the response started, a reset after."""
+        self.deadline = None
         self.cluster.stats.upstream_rq_timeout.inc()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
@@ -199,9 +201,7 @@ class RouterFilter:
         self.upstream = None
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = None
 
     def _local_reply(self, status: int, body: bytes, details: str, extra=()) -> None:
         from outrider.http.local_reply import local_reply_headers

@@ -47,9 +47,8 @@ class ClusterStats(StatsStruct):
         counter = self._by_code.get(status)
         if counter is None:
             counter = self._by_code[status] = self.scope.counter(f"upstream_rq_{status}")
-        counter.inc()
-        if 100 <= status < 600:
-            self._by_class[status // 100].inc()
+        counter.value += 1
+        self._by_class[status // 100 if 100 <= status < 600 else 1].value += 1
 
 
 @dataclass(frozen=True)
@@ -172,13 +171,14 @@ class Cluster:
         return pool
 
     def on_request_start(self) -> None:
-        self.stats.upstream_rq_total.inc()
-        self.stats.upstream_rq_active.inc()
+        stats = self.stats
+        stats.upstream_rq_total.value += 1
+        stats.upstream_rq_active.value += 1
 
     def on_request_end(self, host: Host, start_time: float) -> None:
         stats = self.stats
-        stats.upstream_rq_active.dec()
-        stats.upstream_rq_completed.inc()
+        stats.upstream_rq_active.value -= 1
+        stats.upstream_rq_completed.value += 1
         self.lb.on_request_complete(host, self.loop.time() - start_time, True)
 
     def close(self) -> None:

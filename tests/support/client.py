@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass, field
 
@@ -23,6 +24,32 @@ class Response:
 
     def header_all(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k == name]
+
+    def echo(self) -> Echo:
+        """The request the origin's /echo saw, from this response's JSON body."""
+        return Echo(json.loads(self.body))
+
+
+class Echo:
+    """What an origin's /echo reports: ``origin``, ``method``, ``path``, ``body_length`` and the
+    forwarded headers, as ``header_list`` (in order) and ``header(name)`` / ``header_all``."""
+
+    def __init__(self, data: dict) -> None:
+        self.origin: str = data["origin"]
+        self.method: str = data["method"]
+        self.path: str = data["path"]
+        self.body_length: int = data["body_length"]
+        self.header_list: list[tuple[str, str]] = [(k, v) for k, v in data["headers"]]
+
+    def header(self, name: str) -> str | None:
+        values = self.header_all(name)
+        return values[0] if values else None
+
+    def header_all(self, name: str) -> list[str]:
+        return [v for k, v in self.header_list if k == name]
+
+    def names(self) -> set[str]:
+        return {k for k, _ in self.header_list}
 
 
 class _Collector:
@@ -52,6 +79,17 @@ class RawClient:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def recv_until(self, marker: bytes) -> bytes:
+        """Read until ``marker`` arrives; return and consume everything up to and including it."""
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                self.closed_by_peer = True
+                raise ConnectionError(f"closed before {marker!r}; got {self.buffer!r}")
+            self.buffer += chunk
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head + marker
 
     def read_until_close(self) -> bytes:
         while True:
@@ -113,6 +151,20 @@ def _parse_status(data: bytes) -> list[Response]:
         offset = start + 12 + len(response.body)
         responses.append(response)
     return responses
+
+
+def build(method: str = "GET", path: str = "/echo", host: str | None = "example.com",
+          headers: list[tuple[str, str]] | tuple = (), body: bytes = b"",
+          version: str = "HTTP/1.1") -> bytes:
+    """A request's exact bytes; a body gets a content-length unless ``headers`` frame it."""
+    lines = [f"{method} {path} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{name}: {value}" for name, value in headers]
+    names = {name.lower() for name, _ in headers}
+    if body and "content-length" not in names and "transfer-encoding" not in names:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def request(port: int, raw: bytes, timeout: float = 5.0) -> tuple[Response | None, bool]:

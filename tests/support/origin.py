@@ -12,7 +12,14 @@ Behaviour is chosen per request by the path, so one origin serves many tests:
   /reset-after-headers  headers (content-length 1000), then RST
   /hang                 never answers
   /head-cl              content-length 5 (and the body unless HEAD)
+  /headers?k=v&k2=v2    a 200 with the query's pairs added as response headers (repeatable)
+  /stream/N             an N-byte body of ``stream_pattern(N)``, written as fast as the proxy
+                        reads it (flow-controlled: it never holds more than 256 KiB itself)
+  /slow-sink...         stops reading right after the request headers until
+                        ``origin.resume_reading()``; then echoes (body_length tells what arrived)
 Every request is recorded in ``origin.requests`` (method, path, headers dict, body bytes).
+``origin.connections`` counts accepted connections, ``origin.body_bytes_received`` request body
+bytes (also mid-request), ``origin.stream_bytes_sent`` bytes handed to the socket by /stream.
 """
 
 from __future__ import annotations
@@ -23,6 +30,15 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+_PATTERN_BLOCK = bytes(range(256)) * 256  # 64 KiB
+
+
+def stream_pattern(size: int) -> bytes:
+    """The exact body ``/stream/N`` sends: a repeating 0..255 byte ramp."""
+    whole, rest = divmod(size, len(_PATTERN_BLOCK))
+    return _PATTERN_BLOCK * whole + _PATTERN_BLOCK[:rest]
 
 import httptools
 
@@ -41,6 +57,8 @@ class _OriginProtocol(asyncio.Protocol):
         self.origin = origin
         self.parser = httptools.HttpRequestParser(self)
         self.transport = None
+        self._stream_left = 0  # bytes /stream still has to write
+        self._can_write = True
         self._reset()
 
     def _reset(self) -> None:
@@ -58,6 +76,26 @@ class _OriginProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             self.transport.close()
 
+    def connection_lost(self, exc) -> None:
+        self._stream_left = 0
+        if self in self.origin._sinks:
+            self.origin._sinks.remove(self)
+
+    def pause_writing(self) -> None:
+        self._can_write = False
+
+    def resume_writing(self) -> None:
+        self._can_write = True
+        self._pump()
+
+    def _pump(self) -> None:
+        # Write /stream's body while the transport accepts it; resume_writing() calls back here.
+        while self._stream_left and self._can_write and not self.transport.is_closing():
+            piece = min(self._stream_left, len(_PATTERN_BLOCK))
+            self.transport.write(_PATTERN_BLOCK[:piece])
+            self._stream_left -= piece
+            self.origin.stream_bytes_sent += piece
+
     def on_message_begin(self) -> None:
         self._reset()
 
@@ -67,8 +105,14 @@ class _OriginProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
+    def on_headers_complete(self) -> None:
+        if self.url.startswith(b"/slow-sink"):
+            self.transport.pause_reading()
+            self.origin._sinks.append(self)
+
     def on_body(self, body: bytes) -> None:
         self.body += body
+        self.origin.body_bytes_received += len(body)
 
     def on_message_complete(self) -> None:
         method = self.parser.get_method().decode()
@@ -125,6 +169,17 @@ class _OriginProtocol(asyncio.Protocol):
             pass
         elif kind == "head-cl":
             self._write_response(200, b"hello", content_type="text/plain")
+        elif kind == "headers":
+            query = req.path.partition("?")[2]
+            extra = "".join(f"{k}: {v}\r\n" for k, v in parse_qsl(query, keep_blank_values=True))
+            self._write_response(200, b"headers", extra, content_type="text/plain")
+        elif kind == "stream":
+            n = int(arg)
+            t.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+                    b"content-length: %d\r\nx-origin: %s\r\n\r\n" % (n, self.origin.name.encode()))
+            t.set_write_buffer_limits(high=256 * 1024)
+            self._stream_left = n
+            self._pump()
         else:
             self._echo(req)
 
@@ -141,6 +196,9 @@ class Origin:
         self.name = name
         self.requests: list[RecordedRequest] = []
         self.connections = 0
+        self.body_bytes_received = 0
+        self.stream_bytes_sent = 0
+        self._sinks: list[_OriginProtocol] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -162,6 +220,14 @@ class Origin:
         asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    def resume_reading(self) -> None:
+        """Let every paused /slow-sink connection read its body again."""
+        def _resume():
+            for protocol in self._sinks:
+                protocol.transport.resume_reading()
+            self._sinks.clear()
+        self._loop.call_soon_threadsafe(_resume)
 
     @property
     def last(self) -> RecordedRequest:

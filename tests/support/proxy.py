@@ -6,6 +6,7 @@ YAML file, starts the binary, and waits until the listener accepts connections.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import yaml
 
@@ -69,6 +72,15 @@ def bootstrap(port: int, routes: list[dict], clusters: list[dict], admin_port: i
     }
 
 
+def integration_proxy_kind() -> str:
+    """Which proxy the integration tests drive: ``outrider`` unless ``OUTRIDER_TEST_PROXY=envoy``.
+
+    Running the integration suite against the real Envoy checks that the tests themselves
+    expect Envoy's behaviour (tests of Outrider-only details skip themselves then).
+    """
+    return os.environ.get("OUTRIDER_TEST_PROXY", "outrider")
+
+
 def envoy_binary() -> str | None:
     here = os.path.join(os.path.dirname(sys.executable), "envoy")
     return here if os.path.exists(here) else shutil.which("envoy")
@@ -109,6 +121,36 @@ class ProxyProcess:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.kind} did not start: {self.log()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_kb(self) -> int:
+        """The process's resident set size (VmRSS) in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def admin(self, path: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, str]:
+        """One admin request; returns (status, body text)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def stats(self) -> dict[str, str]:
+        """The admin ``/stats`` text as a name -> value dict."""
+        _, text = self.admin("/stats")
+        pairs = (line.split(": ", 1) for line in text.splitlines() if ": " in line)
+        return {name: value for name, value in pairs}
+
+    def server_info(self) -> dict:
+        return json.loads(self.admin("/server_info")[1])
 
     def log(self) -> str:
         with open(self.log_path) as f:

@@ -14,6 +14,7 @@ from outrider.config.durations import (
     percent,
     runtime_double,
     seconds,
+    timeout,
     uint32_value,
     uint_value,
 )
@@ -26,6 +27,15 @@ def test_seconds_distinguishes_unset_from_zero():
     assert seconds(action, "timeout", 15.0) == 0.0
     action.timeout.FromMilliseconds(1500)
     assert seconds(action, "timeout", 15.0) == pytest.approx(1.5)
+
+
+def test_timeout_maps_an_explicit_zero_to_disabled():
+    action = route_components_pb2.RouteAction()
+    assert timeout(action, "timeout", 15.0) == 15.0
+    action.timeout.SetInParent()
+    assert timeout(action, "timeout", 15.0) is None
+    action.timeout.seconds = 2
+    assert timeout(action, "timeout", 15.0) == 2.0
 
 
 def test_seconds_default_may_be_none():

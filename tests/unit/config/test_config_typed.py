@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 from google.protobuf import any_pb2, struct_pb2
@@ -51,3 +52,12 @@ def test_typed_struct_exposes_inner_type_and_value():
 
 def test_extension_type_of_an_unset_any_is_empty():
     assert typed.extension_type(any_pb2.Any()) == ""
+
+
+def test_outrider_provided_protos_resolve_in_a_fresh_process():
+    # In-process, another test may already have imported the provider module.
+    code = ("from outrider.config.typed import find_message_descriptor as f; "
+            "assert f('envoy.extensions.load_balancing_policies.peak_ewma.v3alpha.PeakEwma')")
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -152,6 +152,17 @@ def test_undefined_weighted_cluster_and_validate_clusters_false(write):
     assert issues_of(write, relaxed) == []
 
 
+def test_weighted_clusters_need_weights_summing_above_zero(write):
+    missing = edit(BASE_YAML, "{cluster: backend}", "{weighted_clusters: {clusters: [{name: backend}]}}")
+    issues = issues_of(write, missing)
+    assert [i.message for i in issues] == [
+        "weight is required", "the sum of the weights must be greater than 0"]
+    zero = edit(BASE_YAML, "{cluster: backend}",
+                "{weighted_clusters: {clusters: [{name: backend, weight: 0}]}}")
+    issue = only_issue(issues_of(write, zero))
+    assert issue.field_path == ROUTE_PATH + ".weighted_clusters"
+
+
 def test_duplicate_listener_address(write):
     text = edit(BASE_YAML, "  clusters:\n",
                 SECOND_LISTENER.format(name="l1", port=10000) + "  clusters:\n")
@@ -214,8 +225,19 @@ def with_policies(*entries: str) -> str:
                 LB_POLICIES.format(entries="".join(entries)))
 
 
+CONTRIB_PEAK_EWMA = """\
+      - typed_extension_config:
+          name: contrib
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.peak_ewma.v3alpha.PeakEwma
+            decay_time: 5s
+            aggregation_interval: 0.1s
+"""
+
+
 def test_peak_ewma_typed_struct_and_built_in_policies_are_accepted(write):
     assert issues_of(write, with_policies(PEAK_EWMA)) == []
+    assert issues_of(write, with_policies(CONTRIB_PEAK_EWMA)) == []
     assert issues_of(write, with_policies(LEAST_REQUEST)) == []
 
 

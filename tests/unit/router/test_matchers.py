@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from envoy.config.route.v3 import route_components_pb2
 from envoy.type.matcher.v3 import string_pb2
 from route_helpers import header_matcher_proto, proto, req
 
@@ -20,7 +21,6 @@ from outrider.router.matchers import (
     is_grpc_request,
     parse_query,
 )
-from envoy.config.route.v3 import route_components_pb2
 
 
 def sm(text: str) -> StringMatcher:
@@ -168,8 +168,8 @@ H = [("x-env", "prod"), ("x-num", "42"), ("x-multi", "a"), ("x-multi", "b"), ("x
     # a missing header fails even an inverted matcher ...
     ("{name: x-nope, string_match: {exact: dev}, invert_match: true}", False),
     # ... unless treat_missing_header_as_empty
-    ("{name: x-nope, string_match: {exact: dev}, invert_match: true, "
-     "treat_missing_header_as_empty: true}", True),
+    (("{name: x-nope, string_match: {exact: dev}, invert_match: true, "
+     "treat_missing_header_as_empty: true}"), True),
     ("{name: x-nope, string_match: {exact: ''}, treat_missing_header_as_empty: true}", True),
     ("{name: x-nope, string_match: {exact: ''}}", False),
     ("{name: x-empty, string_match: {exact: ''}}", True),

@@ -142,6 +142,17 @@ def test_ignore_path_parameters_in_path_matching() -> None:
     assert routes("[{match: {path: /a/b}, route: {cluster: c}}]").route(req("/a/b;j=1")) is None
 
 
+def test_route_entry_matches_agrees_with_the_table() -> None:
+    rt = routes("""
+        - {name: a, match: {path: /a/b, headers: [{name: x-k, present_match: true}]}, route: {cluster: c}}
+        - {name: b, match: {prefix: /}, route: {cluster: c}}
+    """, ignore_path_parameters_in_path_matching=True)
+    first = rt.virtual_hosts[0].routes[0]
+    assert first.matches(req("/a/b;p=1?q", headers=[("x-k", "v")]))
+    assert not first.matches(req("/a/b;p=1?q"))
+    assert not first.matches(req("/a/c", headers=[("x-k", "v")]))
+
+
 def test_path_separated_prefix_with_trailing_slash_is_rejected() -> None:
     with pytest.raises(RouteConfigError, match="path_separated_prefix"):
         routes("[{match: {path_separated_prefix: /psp/}, route: {cluster: c}}]")
@@ -352,8 +363,8 @@ def test_raw_policies_are_kept_route_over_vhost() -> None:
     ("{path: /old}", "{prefix_rewrite: /new}", "/old?q=1", "/new?q=1"),
     ("{path_separated_prefix: /psp}", "{prefix_rewrite: /x}", "/psp/a", "/x/a"),
     ("{safe_regex: {regex: '/s/.*'}}", "{prefix_rewrite: /all}", "/s/a?q", "/all?q"),
-    ("{prefix: /}", "{regex_rewrite: {pattern: {regex: '^/service/([^/]+)(/.*)$'}, "
-     "substitution: '\\2/instance/\\1'}}", "/service/foo/v1/api?x=1", "/v1/api/instance/foo?x=1"),
+    ("{prefix: /}", ("{regex_rewrite: {pattern: {regex: '^/service/([^/]+)(/.*)$'}, "
+     "substitution: '\\2/instance/\\1'}}"), "/service/foo/v1/api?x=1", "/v1/api/instance/foo?x=1"),
     ("{prefix: /}", "{regex_rewrite: {pattern: {regex: 'one'}, substitution: two}}",
      "/one/one?one", "/two/two?one"),
 ])
@@ -443,7 +454,7 @@ def test_bad_regex_names_virtual_host_and_route() -> None:
     ("{https_redirect: true}", ("/a?b=1", "foo.com"), "https://foo.com/a?b=1", 301),
     ("{https_redirect: true}", ("/a", "foo.com:80"), "https://foo.com/a", 301),  # default port
     ("{https_redirect: true}", ("/a", "foo.com:8080"), "https://foo.com:8080/a", 301),
-    ("{scheme_redirect: HTTPS, port_redirect: 8443}", ("/a", "foo.com:80"),
+    ("{scheme_redirect: https, port_redirect: 8443}", ("/a", "foo.com:80"),
      "https://foo.com:8443/a", 301),
     ("{host_redirect: new.com}", ("/a?x", "foo.com"), "http://new.com/a?x", 301),
     ("{host_redirect: new.com, port_redirect: 81}", ("/a", "foo.com:90"), "http://new.com:81/a",
@@ -457,8 +468,8 @@ def test_bad_regex_names_virtual_host_and_route() -> None:
      "http://h/new", 303),
     ("{prefix_rewrite: /v2/, response_code: TEMPORARY_REDIRECT}", ("/v1/a?q", "h"),
      "http://h/v2/a?q", 307),
-    ("{regex_rewrite: {pattern: {regex: '^/v1/(\\w+)/x$'}, substitution: '/x/\\1'}, "
-     "response_code: PERMANENT_REDIRECT}", ("/v1/abc/x?q", "h"), "http://h/x/abc?q", 308),
+    (("{regex_rewrite: {pattern: {regex: '^/v1/(\\w+)/x$'}, substitution: '/x/\\1'}, "
+     "response_code: PERMANENT_REDIRECT}"), ("/v1/abc/x?q", "h"), "http://h/x/abc?q", 308),
     ("{strip_query: true, host_redirect: h2}", ("/v1/a?q=1", "h"), "http://h2/v1/a", 301),
 ])
 def test_redirects(redirect: str, request_: tuple[str, str], location: str, status: int) -> None:
