@@ -69,11 +69,13 @@ class ServerCodec:
 
     __slots__ = (
         "callbacks", "_parser", "_url", "_headers", "_header_bytes", "_max_header_bytes",
-        "_max_headers_count", "_limit_error", "_in_message",
+        "_max_headers_count", "_limit_error", "_in_message", "_allow_absolute_url",
     )
 
-    def __init__(self, callbacks, max_request_headers_kb: int = 60, max_headers_count: int = 100):
+    def __init__(self, callbacks, max_request_headers_kb: int = 60, max_headers_count: int = 100,
+                 allow_absolute_url: bool = True):
         self.callbacks = callbacks
+        self._allow_absolute_url = allow_absolute_url
         self._max_header_bytes = max_request_headers_kb * 1024
         self._max_headers_count = max_headers_count
         self._parser = self._new_parser()
@@ -173,7 +175,8 @@ class ServerCodec:
                 items.append((name, value))
         scheme = "http"
         if url[:1] != "/":
-            if url[:7].lower() == "http://" or url[:8].lower() == "https://":
+            if (url[:7].lower() == "http://" or url[:8].lower() == "https://") \
+                    and self._allow_absolute_url:
                 # Absolute form: the URI's authority replaces Host (RFC 9112 §3.2.2).
                 scheme, _, rest = url.partition("://")
                 scheme = scheme.lower()

@@ -157,8 +157,12 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
             "server_header_transformation", "generate_request_id", "use_remote_address",
             "xff_num_trusted_hops", "skip_xff_append", "request_timeout",
             "request_headers_timeout", "stream_idle_timeout", "max_request_headers_kb",
-            "normalize_path", "merge_slashes", "drain_timeout", "delayed_close_timeout",
+            "normalize_path", "merge_slashes",
             "preserve_external_request_id", "always_set_request_id_in_response"),
+        "drain_timeout": inert("the HTTP/2 GOAWAY interval; HTTP/1 connections drain with "
+                               "connection: close"),
+        "delayed_close_timeout": ignored("Outrider closes a connection as soon as its last "
+                                         "response is flushed"),
         "codec_type": only("AUTO", "HTTP1"),
         "common_http_protocol_options": via("downstream CommonHttpProtocolOptions"),
         "http_protocol_options": via("downstream Http1ProtocolOptions"),
@@ -228,11 +232,13 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     _CLUSTER: {
         **fields(
             "name", "connect_timeout", "per_connection_buffer_limit_bytes", "load_assignment",
-            "dns_refresh_rate", "dns_lookup_family", "respect_dns_ttl",
+            "dns_refresh_rate", "dns_lookup_family",
             "max_requests_per_connection", "common_lb_config", "least_request_lb_config",
             "round_robin_lb_config", "ring_hash_lb_config", "maglev_lb_config",
             "load_balancing_policy"),
         "type": only("STATIC", "STRICT_DNS"),
+        "respect_dns_ttl": ignored("the system resolver reports no TTL; dns_refresh_rate "
+                                   "is used"),
         "lb_policy": only("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV",
                           "LOAD_BALANCING_POLICY_CONFIG"),
         "typed_extension_protocol_options": extension("upstream_protocol_options"),

@@ -79,7 +79,8 @@ class ConnectionManager:
         self.loop = loop
         self.stats = stats
         # per connection
-        self.codec = ServerCodec(self, config.max_request_headers_kb, config.max_headers_count)
+        self.codec = ServerCodec(self, config.max_request_headers_kb, config.max_headers_count,
+                                 config.allow_absolute_url)
         self.streams: deque[ActiveStream] = deque()  # head is the one being answered
         self.decoding: ActiveStream | None = None  # the one whose request is being read
         self.closed = False

@@ -8,7 +8,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from outrider.config.durations import timeout, uint_value
+from outrider.config.durations import bool_value, timeout, uint_value
 from outrider.http.header_rules import HeaderRulesConfig
 from outrider.router.hash_policy import compile_hash_policy
 from outrider.router.route_table import RouteTable
@@ -23,6 +23,7 @@ class ConnectionManagerConfig:
     header_rules: HeaderRulesConfig = field(default_factory=HeaderRulesConfig)
     suppress_envoy_headers: bool = False
     accept_http_10: bool = False
+    allow_absolute_url: bool = True
     default_host_for_http_10: str = ""
     normalize_path: bool = False
     merge_slashes: bool = False
@@ -77,6 +78,7 @@ class ConnectionManagerConfig:
             ),
             suppress_envoy_headers=suppress,
             accept_http_10=h1.accept_http_10,
+            allow_absolute_url=bool_value(h1, "allow_absolute_url", True),
             default_host_for_http_10=h1.default_host_for_http_10,
             normalize_path=hcm.normalize_path.value,
             merge_slashes=hcm.merge_slashes,

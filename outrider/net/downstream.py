@@ -14,7 +14,8 @@ from outrider.http.conn_manager import ConnectionManager
 
 
 class DownstreamConnection(asyncio.Protocol):
-    __slots__ = ("factory", "transport", "manager", "remote_ip", "remote_address", "closed",
+    __slots__ = ("factory", "transport", "manager", "remote_ip", "remote_address",
+                 "local_address", "closed",
                  "_read_disabled", "_corked")
 
     def __init__(self, factory) -> None:
@@ -23,6 +24,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.manager: ConnectionManager | None = None
         self.remote_ip = ""
         self.remote_address = ""
+        self.local_address = ""
         self.closed = False
         self._read_disabled = 0
         self._corked: list[bytes] | None = None
@@ -32,6 +34,8 @@ class DownstreamConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         self.remote_ip = peer[0]
         self.remote_address = f"{peer[0]}:{peer[1]}"
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.local_address = f"{local[0]}:{local[1]}"
         factory = self.factory
         limit = factory.buffer_limit
         transport.set_write_buffer_limits(high=limit, low=limit // 2)

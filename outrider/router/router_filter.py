@@ -27,7 +27,8 @@ class RouterConfig:
 
 class RouterFilter:
     __slots__ = ("config", "stream", "route", "cluster", "host", "upstream", "request_headers",
-                 "deadline", "_hash_key", "upstream_remote_address", "_request_done", "_set_cookie")
+                 "deadline", "_hash_key", "upstream_remote_address", "_request_done", "_set_cookies",
+                 "weighted_cluster")
 
     def __init__(self, config: RouterConfig, stream) -> None:
         self.config = config
@@ -39,9 +40,10 @@ class RouterFilter:
         self.request_headers = None
         self.upstream_remote_address = "-"
         self.deadline: float | None = None  # the route timeout, checked by the connection
+        self.weighted_cluster = None
         self._hash_key = None
         self._request_done = False
-        self._set_cookie: str | None = None
+        self._set_cookies: list[str] | None = None
 
     # -- formatter context ----------------------------------------------------------------------
 
@@ -89,8 +91,19 @@ class RouterFilter:
             self._local_reply(route.redirect_status, b"", "redirect",
                               (("location", route.redirect_location(headers)),))
             return
+        if kind == "non_forwarding":
+            stats.no_route.inc()
+            stream.response_flags = "NR"
+            stream.send_local_reply(404, "", "route_not_found")
+            return
         config = self.config
-        cluster_name = route.pick_cluster(headers, config.rng.getrandbits(63))
+        if route.weighted_clusters is not None:
+            # The chosen weighted cluster also carries its own header mutations and rewrites.
+            self.weighted_cluster = picked = route.pick_weighted_cluster(
+                headers, config.rng.getrandbits(63))
+            cluster_name = picked.cluster_name(headers) if picked is not None else None
+        else:
+            cluster_name = route.pick_cluster(headers, 0)
         cluster = config.cluster_manager.get(cluster_name) if cluster_name else None
         if cluster is None:
             stats.no_cluster.inc()
@@ -98,10 +111,13 @@ class RouterFilter:
             stream.send_local_reply(route.cluster_not_found_response_code, "", "cluster_not_found")
             return
         self.cluster = cluster
-        hash_policy = getattr(route, "compiled_hash_policy", None)
+        hash_policy = route.compiled_hash_policy
         if hash_policy is not None:
+            connection = stream.cm.connection
+            # Remote + local address: Envoy derives generated cookie values from these.
             self._hash_key = hash_policy.compute(
-                headers, stream.cm.connection.remote_ip, self._add_cookie)
+                headers, connection.remote_ip, self._add_cookie,
+                connection.remote_address + connection.local_address)
         host = cluster.choose_host(self)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
@@ -110,8 +126,10 @@ class RouterFilter:
             return
         self.host = host
         self.upstream_remote_address = host.address_string
-        route.rewrite_request(headers)
-        route.finalize_request_headers(headers, self)
+        # Envoy's order: header mutations see the request as it came, then the rewrites.
+        route.finalize_request_headers(headers, self, self.weighted_cluster)
+        route.rewrite_request(headers, weighted_cluster=self.weighted_cluster,
+                              insert_envoy_headers=not config.suppress_envoy_headers)
         timeout = route.timeout
         if timeout and not config.suppress_envoy_headers:
             headers.set("x-envoy-expected-rq-timeout-ms", str(int(timeout * 1000)))
@@ -139,8 +157,10 @@ class RouterFilter:
             self.upstream.read_disable(high)
 
     def _add_cookie(self, set_cookie_value: str) -> None:
-        # A hash policy generated the sticky cookie; the client gets it with the response.
-        self._set_cookie = set_cookie_value
+        # A hash policy generated a sticky cookie; the client gets it with the response.
+        if self._set_cookies is None:
+            self._set_cookies = []
+        self._set_cookies.append(set_cookie_value)
 
     # -- upstream events (from UpstreamRequest) -------------------------------------------------
 
@@ -149,9 +169,10 @@ class RouterFilter:
         self.cluster.stats.count_response(headers.status)
         if not self.config.suppress_envoy_headers:
             headers.set("x-envoy-upstream-service-time", str(service_time_ms))
-        if self._set_cookie is not None:
-            headers.add("set-cookie", self._set_cookie)
-        self.route.finalize_response_headers(headers, self)
+        if self._set_cookies is not None:
+            for value in self._set_cookies:
+                headers.add("set-cookie", value)
+        self.route.finalize_response_headers(headers, self, self.weighted_cluster)
         if end_stream:
             self._finish()
         stream.encode_headers(headers, end_stream)

@@ -13,7 +13,8 @@ from outrider.codec.http1 import LAST_CHUNK, encode_chunk, encode_request_head
 class UpstreamRequest:
     __slots__ = (
         "router", "downstream", "cluster", "host", "pool", "client", "chunked", "request_done", "buffer",
-        "buffered_bytes", "response_started", "response_done", "start_time", "_holding_downstream",
+        "buffered_bytes", "response_started", "response_done", "start_time", "rtt", "success",
+        "_holding_downstream",
         "_read_disabled",
     )
 
@@ -31,6 +32,10 @@ class UpstreamRequest:
         self.response_started = False
         self.response_done = False
         self.start_time = 0.0
+        # For the load balancer's latency feedback: time to response headers, and whether the
+        # attempt succeeded (a reset, timeout or 5xx does not).
+        self.rtt: float | None = None
+        self.success = False
         self._holding_downstream = False  # whether we hold the client's reading off
         self._read_disabled = False
 
@@ -64,6 +69,7 @@ class UpstreamRequest:
 
     def reset(self) -> None:
         """Abandon the attempt: the connection (if any) is closed, never reused."""
+        self.success = False
         self._finish()
         client, self.client = self.client, None
         if client is not None:
@@ -104,7 +110,9 @@ class UpstreamRequest:
     def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
         self.response_started = True
         end_stream = framing == "none"
-        service_ms = int((self.router.config.loop.time() - self.start_time) * 1000)
+        self.rtt = rtt = self.router.config.loop.time() - self.start_time
+        self.success = headers.status < 500
+        service_ms = int(rtt * 1000)
         if end_stream:
             self._finish()
         self.router.on_upstream_headers(headers, end_stream, service_ms)
@@ -129,6 +137,7 @@ class UpstreamRequest:
 
     def on_reset(self, reason: str) -> None:
         """The connection died or spoke garbage before the response completed."""
+        self.success = False
         self._finish()
         self.client = None
         if reason == "protocol error":
@@ -140,9 +149,13 @@ class UpstreamRequest:
         return self.request_done
 
     def _finish(self) -> None:
-        self._hold_downstream(False)
+        if self._holding_downstream:
+            self._hold_downstream(False)
         if not self.response_done:
             self.response_done = True
             self.host.active_requests -= 1
-            self.cluster.on_request_end(self.host, self.start_time)
+            rtt = self.rtt
+            if rtt is None:  # failed before any response: charge the time spent
+                rtt = self.router.config.loop.time() - self.start_time
+            self.cluster.on_request_end(self.host, rtt, self.success)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -41,6 +43,7 @@ class ListenerFactory:
         self.name = listener.name
         self.address = sock.address
         self.port = sock.port_value
+        self.ipv4_compat = sock.ipv4_compat
         self.loop = loop
         self.buffer_limit = uint_value(listener, "per_connection_buffer_limit_bytes",
                                        DEFAULT_BUFFER_LIMIT)
@@ -54,10 +57,25 @@ class ListenerFactory:
 
     async def start(self) -> None:
         self.server = await self.loop.create_server(
-            lambda: DownstreamConnection(self), self.address, self.port,
-            reuse_address=True, reuse_port=True, backlog=1024)
+            lambda: DownstreamConnection(self), sock=self._bind(), backlog=1024)
         if self.port == 0:
             self.port = self.server.sockets[0].getsockname()[1]
+
+    def _bind(self) -> socket.socket:
+        """The listening socket: SO_REUSEPORT (workers share the port later), and for an IPv6
+        address with ``ipv4_compat`` a dual-stack socket that also accepts IPv4 clients."""
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if self.ipv4_compat else 1)
+            sock.bind((self.address, self.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     @property
     def bound_address(self) -> str:

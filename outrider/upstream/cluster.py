@@ -20,6 +20,9 @@ from outrider.stats.store import Scope, StatsStruct
 from outrider.upstream.host import Host, PrioritySet
 
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+# envoy.config.core.v3.HealthStatus: UNHEALTHY, DRAINING and TIMEOUT take a host out of rotation
+# (DEGRADED counts as healthy: Outrider has no degraded tier yet).
+_UNHEALTHY_STATUSES = frozenset((2, 3, 4))
 DEFAULT_BUFFER_LIMIT = 1024 * 1024
 
 
@@ -69,6 +72,7 @@ class Endpoint:
     priority: int
     locality: tuple[str, str, str]
     locality_weight: int
+    healthy: bool = True  # from the endpoint's health_status (EDS-style static health)
 
 
 @dataclass
@@ -78,6 +82,7 @@ class ClusterSettings:
     endpoints: list[Endpoint]
     upstream: UpstreamSettings
     dns_refresh_rate: float
+    dns_lookup_family: str
     proto: cluster_pb2.Cluster
 
     @classmethod
@@ -107,6 +112,7 @@ class ClusterSettings:
                     priority=locality_endpoints.priority,
                     locality=(loc.region, loc.zone, loc.sub_zone),
                     locality_weight=uint_value(locality_endpoints, "load_balancing_weight", 0),
+                    healthy=lb_endpoint.health_status not in _UNHEALTHY_STATUSES,
                 ))
         return cls(
             name=cluster.name,
@@ -114,8 +120,17 @@ class ClusterSettings:
             endpoints=endpoints,
             upstream=upstream,
             dns_refresh_rate=seconds(cluster, "dns_refresh_rate", 5.0) or 5.0,
+            dns_lookup_family=cluster_pb2.Cluster.DnsLookupFamily.Name(cluster.dns_lookup_family),
             proto=cluster,
         )
+
+
+def host_for(endpoint: Endpoint, address: str) -> Host:
+    """A Host for a configured endpoint at ``address`` (the endpoint's own, or a resolved one)."""
+    host = Host(address, endpoint.port, endpoint.weight, endpoint.priority, endpoint.locality,
+                endpoint.locality_weight, hostname=endpoint.address)
+    host.healthy = endpoint.healthy
+    return host
 
 
 class Cluster:
@@ -134,13 +149,14 @@ class Cluster:
             settings.proto, self.priority_set, rng=rng or random.Random(),
             clock=time.monotonic, stats=LbStats(scope), worker_index=worker_index)
         if settings.type == "STATIC":
-            self.set_hosts([
-                Host(e.address, e.port, e.weight, e.priority, e.locality, e.locality_weight)
-                for e in settings.endpoints
-            ])
+            self.set_hosts([host_for(e, e.address) for e in settings.endpoints], initial=True)
 
-    def set_hosts(self, hosts: list[Host]) -> None:
-        """Replace the membership, keeping Host objects (and their pools) that stay."""
+    def set_hosts(self, hosts: list[Host], initial: bool = False) -> None:
+        """Replace the membership, keeping Host objects (and their pools) that stay.
+
+        Hosts of the first membership are not "new" (no slow start), as in Envoy, where slow
+        start applies to hosts added after the cluster warmed up.
+        """
         current = {(h.address, h.port, h.priority): h for h in self.priority_set.all_hosts}
         merged = []
         for host in hosts:
@@ -149,7 +165,7 @@ class Cluster:
                 old.weight = host.weight
                 merged.append(old)
             else:
-                host.created_at = time.monotonic()
+                host.created_at = 0.0 if initial else time.monotonic()
                 merged.append(host)
         for gone in current.values():
             pool = self.pools.pop((gone.address, gone.port), None)
@@ -175,11 +191,12 @@ class Cluster:
         stats.upstream_rq_total.value += 1
         stats.upstream_rq_active.value += 1
 
-    def on_request_end(self, host: Host, start_time: float) -> None:
+    def on_request_end(self, host: Host, rtt: float, success: bool) -> None:
+        """An attempt on ``host`` ended; ``rtt`` feeds latency-aware balancing."""
         stats = self.stats
         stats.upstream_rq_active.value -= 1
         stats.upstream_rq_completed.value += 1
-        self.lb.on_request_complete(host, self.loop.time() - start_time, True)
+        self.lb.on_request_complete(host, rtt, success)
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -12,7 +12,7 @@ import random
 import socket
 
 from outrider.stats.store import StatsStore
-from outrider.upstream.cluster import Cluster, ClusterSettings
+from outrider.upstream.cluster import Cluster, ClusterSettings, host_for
 from outrider.upstream.host import Host
 
 log = logging.getLogger("outrider.upstream")
@@ -51,16 +51,35 @@ class ClusterManager:
     async def _resolve(self, cluster: Cluster) -> None:
         cluster.stats.update_attempt.inc()
         hosts: list[Host] = []
+        family = cluster.settings.dns_lookup_family
+        first_run = not cluster.priority_set.all_hosts
         try:
             for e in cluster.settings.endpoints:
-                infos = await self.loop.getaddrinfo(
-                    e.address, e.port, family=socket.AF_INET, type=socket.SOCK_STREAM)
-                for address in sorted({info[4][0] for info in infos}):
-                    hosts.append(Host(address, e.port, e.weight, e.priority, e.locality,
-                                      e.locality_weight, hostname=e.address))
+                infos = await self.loop.getaddrinfo(e.address, e.port, type=socket.SOCK_STREAM)
+                for address in select_addresses(infos, family):
+                    hosts.append(host_for(e, address))
         except OSError as exc:
             cluster.stats.update_failure.inc()
             log.warning("cluster %s: DNS resolution failed: %s", cluster.name, exc)
             return
         cluster.stats.update_success.inc()
-        cluster.set_hosts(hosts)
+        cluster.set_hosts(hosts, initial=first_run)
+
+
+def select_addresses(infos: list, family: str) -> list[str]:
+    """The addresses Envoy's ``dns_lookup_family`` keeps from a getaddrinfo answer.
+
+    V4_ONLY / V6_ONLY keep one family; AUTO prefers IPv6 and falls back to IPv4,
+    V4_PREFERRED the reverse; ALL keeps both.
+    """
+    v4 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET})
+    v6 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET6})
+    if family == "V4_ONLY":
+        return v4
+    if family == "V6_ONLY":
+        return v6
+    if family == "AUTO":
+        return v6 or v4
+    if family == "V4_PREFERRED":
+        return v4 or v6
+    return v4 + v6
