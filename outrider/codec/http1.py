@@ -38,6 +38,27 @@ HOP_BY_HOP = frozenset((
     "trailer", "proxy-authenticate",
 ))
 
+# Headers the codecs consume: framing and connection management, which end at this hop
+# (the connection manager strips any that a filter adds later). ``upgrade`` stays in the map
+# so the connection manager can refuse or ignore the upgrade.
+_CONNECTION_LEVEL = HOP_BY_HOP - {"upgrade"}
+_REQUEST_SPECIAL = _CONNECTION_LEVEL | {"host", "content-length"}
+_RESPONSE_SPECIAL = _CONNECTION_LEVEL | {"content-length"}
+# Connection tokens that are options, not header names to drop.
+_CONNECTION_OPTIONS = frozenset(("close", "keep-alive", "upgrade"))
+
+
+def _named_by_connection(value: str, named: set | None) -> set | None:
+    """Add the header names a Connection header lists (RFC 9110 §7.6.1) to ``named``."""
+    for token in value.split(","):
+        token = token.strip().lower()
+        if token and token not in _CONNECTION_OPTIONS:
+            if named is None:
+                named = set()
+            named.add(token)
+    return named
+
+
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
@@ -158,21 +179,29 @@ class ServerCodec:
         authority = None
         framing = "none"
         items = []
+        named = None
         for name, value in self._headers:
-            if name == "host":
+            if name not in _REQUEST_SPECIAL:
+                items.append((name, value))
+            elif name == "host":
                 if authority is not None:
                     # RFC 9112 §3.2; Envoy merges them as "a,b" but that invites confusion.
                     self._fail(_bad_request("http1.duplicate_host"))
                 authority = value
+            elif name == "content-length":
+                if value != "0":
+                    framing = "length"
+                items.append((name, value))
             elif name == "transfer-encoding":
                 if value.lower() != "chunked":
                     self._fail(CodecError(501, "Not Implemented",
                                           "http1.invalid_transfer_encoding"))
                 framing = "chunked"
-            else:
-                if name == "content-length" and value != "0":
-                    framing = "length"
-                items.append((name, value))
+            elif name == "connection":
+                named = _named_by_connection(value, named)
+            # other connection-level headers (keep-alive, te, ...) end at this hop
+        if named:
+            items = [kv for kv in items if kv[0] not in named]
         scheme = "http"
         if url[:1] != "/":
             if (url[:7].lower() == "http://" or url[:8].lower() == "https://") \
@@ -265,15 +294,21 @@ class ClientCodec:
             return
         framing = "close"
         items = []
+        named = None
         for name, value in self._headers:
-            if name == "transfer-encoding":
-                framing = "chunked"
+            if name not in _RESPONSE_SPECIAL:
+                items.append((name, value))
             elif name == "content-length":
                 if framing != "chunked":
                     framing = "length" if value != "0" else "none"
                 items.append((name, value))
-            else:
-                items.append((name, value))
+            elif name == "transfer-encoding":
+                framing = "chunked"
+            elif name == "connection":
+                named = _named_by_connection(value, named)
+            # other connection-level headers (keep-alive, te, ...) end at this hop
+        if named:
+            items = [kv for kv in items if kv[0] not in named]
         if self._head or status in (204, 304):
             framing = "none"
         keep_alive = parser.should_keep_alive() and framing != "close"

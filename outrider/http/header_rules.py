@@ -66,45 +66,57 @@ def strip_hop_by_hop(headers) -> None:
     headers.remove_if(drop.__contains__)
 
 
-def _has_envoy_header(headers) -> bool:
-    for name, _ in headers.items():
-        if name.startswith("x-envoy-"):
-            return True
-    return False
-
-
 def mutate_request_headers(
     headers: RequestHeaders, remote_ip: str, config: HeaderRulesConfig
 ) -> bool:
     """Apply the downstream-request rules in place; return whether the request is internal."""
-    strip_hop_by_hop(headers)
-    internal = False
+    # One pass finds everything the rules look at (this runs for every request).
+    xff = xfp = request_id = None
+    has_hop_by_hop = has_envoy = False
+    for name, value in headers.items():
+        if name[0] == "x":
+            if name == "x-forwarded-for":
+                xff = value
+            elif name == "x-request-id":
+                request_id = value
+            elif name == "x-forwarded-proto":
+                xfp = value
+            elif name.startswith("x-envoy-"):
+                has_envoy = True
+        elif name in HOP_BY_HOP:
+            has_hop_by_hop = True
+    if has_hop_by_hop:
+        strip_hop_by_hop(headers)
     if config.use_remote_address:
         internal = is_internal_address(remote_ip)
         if not config.skip_xff_append:
-            xff = headers.get("x-forwarded-for")
             headers.set("x-forwarded-for", f"{xff},{remote_ip}" if xff else remote_ip)
         headers.set("x-forwarded-proto", headers.scheme)
     else:
-        # Trust the XFF entry xff_num_trusted_hops from the right; a single internal entry makes
-        # the request internal, as in Envoy.
-        xff = headers.get("x-forwarded-for")
-        if xff and "," not in xff:
-            internal = is_internal_address(xff.strip())
-        headers.set_default("x-forwarded-proto", headers.scheme)
+        # The client's address is the XFF entry xff_num_trusted_hops from the right; like
+        # Envoy, only a lone internal entry makes the request internal.
+        internal = bool(xff) and "," not in xff and config.xff_num_trusted_hops == 0 \
+            and is_internal_address(xff.strip())
+        if xfp is None:
+            headers.add("x-forwarded-proto", headers.scheme)
     if not internal:
         # Control headers are honoured only from trusted (internal) peers.
-        if _has_envoy_header(headers):
-            headers.remove_if(lambda name: name.startswith("x-envoy-"))
+        if has_envoy:
+            headers.remove_if(_is_envoy_header)
         if config.use_remote_address:
             headers.set("x-envoy-external-address", remote_ip)
     else:
         headers.set("x-envoy-internal", "true")
     if config.generate_request_id:
-        edge = config.use_remote_address and not internal
-        if headers.get("x-request-id") is None or (edge and not config.preserve_external_request_id):
+        if request_id is None:
+            headers.add("x-request-id", new_request_id())
+        elif config.use_remote_address and not internal and not config.preserve_external_request_id:
             headers.set("x-request-id", new_request_id())
     return internal
+
+
+def _is_envoy_header(name: str) -> bool:
+    return name.startswith("x-envoy-")
 
 
 def mutate_response_headers(headers: ResponseHeaders, config: HeaderRulesConfig) -> None:
