@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Self
 
 import yaml
 
@@ -49,13 +50,12 @@ class BenchError(RuntimeError):
 # -- processes -------------------------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:  # noqa: BLE001 - best effort; explicit cleanup still runs
-        pass
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGKILL it when this process dies."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Processes:
@@ -68,10 +68,10 @@ class Processes:
 
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
-        self._procs: list[tuple[str, subprocess.Popen, object]] = []
+        self._procs: list[tuple[str, subprocess.Popen]] = []
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> Processes:
+    def __enter__(self) -> Self:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
@@ -87,15 +87,17 @@ class Processes:
 
     def start(self, name: str, cmd: list[str], core: int, *, stdout: int | None = None,
               env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = open(os.path.join(self.workdir, f"{name}.log"), "wb")
-        proc = subprocess.Popen(
-            ["taskset", "-c", str(core), *cmd], stdout=stdout if stdout is not None else log,
-            stderr=log, stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
-        self._procs.append((name, proc, log))
+        with open(os.path.join(self.workdir, f"{name}.log"), "wb") as log:
+            # preexec_fn is safe here: benchmarks are single-threaded.
+            proc = subprocess.Popen(
+                ["taskset", "-c", str(core), *cmd], stdout=stdout if stdout is not None else log,
+                stderr=log, stdin=subprocess.DEVNULL, env=env,
+                preexec_fn=_die_with_parent)  # noqa: PLW1509
+        self._procs.append((name, proc))
         return proc
 
     def log_tail(self, proc: subprocess.Popen, lines: int = 30) -> str:
-        for name, p, _ in self._procs:
+        for name, p in self._procs:
             if p is proc:
                 path = os.path.join(self.workdir, f"{name}.log")
                 with open(path, errors="replace") as f:
@@ -110,13 +112,10 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for entry in list(self._procs):
-            if entry[1] is proc:
-                entry[2].close()
-                self._procs.remove(entry)
+        self._procs = [entry for entry in self._procs if entry[1] is not proc]
 
     def stop_all(self) -> None:
-        for _, proc, _ in list(reversed(self._procs)):
+        for _, proc in list(reversed(self._procs)):
             try:
                 self.stop(proc)
             except Exception as error:  # noqa: BLE001 - keep stopping the others
@@ -280,13 +279,14 @@ def run_wrk(url: str, connections: int, duration: float, workdir: str,
     cmd = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}",
            f"-d{duration:g}s", "--latency", "--timeout", timeout, "-s", script, url]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True,
+                              timeout=duration + 60,
                               preexec_fn=_die_with_parent)
     except subprocess.TimeoutExpired as error:
         raise BenchError(f"wrk hung: {' '.join(cmd)}") from error
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    match = re.search(r"^BENCH_RESULT (\{.*\})$", done.stdout, re.M)
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", done.stdout, re.MULTILINE)
     if match is None:
         raise BenchError(f"no result from wrk's done hook:\n{done.stdout}\n{done.stderr}")
     raw = json.loads(match.group(1))
@@ -468,7 +468,7 @@ def _read(path: str) -> str:
 
 def _version(cmd: list[str], pattern: str = r"(\S+)") -> str:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "not found"
     match = re.search(pattern, out.stdout + out.stderr)
@@ -487,13 +487,13 @@ def _git_revision() -> str:
     repo = os.path.dirname(HERE)
     rev = _version(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "outrider"],
-                           capture_output=True, text=True).stdout.strip()
+                           check=False, capture_output=True, text=True).stdout.strip()
     return f"{rev}{' + uncommitted changes in outrider/' if dirty else ''}"
 
 
 def machine_facts() -> list[tuple[str, str]]:
     cpuinfo = _read("/proc/cpuinfo")
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
     load = _read("/proc/loadavg").split()[:3]
     return [
         ("date", time.strftime("%Y-%m-%d %H:%M:%S %Z")),

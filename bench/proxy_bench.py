@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 
 import benchlib as b
-
-
-from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -134,30 +133,30 @@ def report(args: argparse.Namespace, facts: list[tuple[str, str]],
         rps_ratio, p99_ratio = o["rps"] / e["rps"], o["p99"] / e["p99"]
         verdict = rps_ratio >= 1.0 and p99_ratio <= 1.0
         lines = [
-            f"**Target (issue 2), small response at c=50: Outrider req/s ≥ Envoy's and p99 no "
-            f"worse: {'PASS' if verdict else 'FAIL'}** (req/s {b.fmt_ratio(rps_ratio)}, "
-            f"p99 {b.fmt_ratio(p99_ratio)}; product goal 1.5× req/s: "
-            f"{'met' if rps_ratio >= 1.5 else 'not met'}).",
-            f"CPU cost per request, Envoy / Outrider: {b.fmt_ratio(e['cpu_us'] / o['cpu_us'])} "
-            "(above 1× means Outrider spends less CPU per request; this is the noise-robust "
-            "view of the same comparison).",
+            (f"**Target (issue 2), small response at c=50: Outrider req/s ≥ Envoy's and p99 no "
+             f"worse: {'PASS' if verdict else 'FAIL'}** (req/s {b.fmt_ratio(rps_ratio)}, "
+             f"p99 {b.fmt_ratio(p99_ratio)}; product goal 1.5× req/s: "
+             f"{'met' if rps_ratio >= 1.5 else 'not met'})."),
+            (f"CPU cost per request, Envoy / Outrider: {b.fmt_ratio(e['cpu_us'] / o['cpu_us'])} "
+             "(above 1× means Outrider spends less CPU per request; this is the noise-robust "
+             "view of the same comparison)."),
         ]
     text = "\n".join([
         "## Proxy throughput and latency: Outrider vs Envoy (`make bench`)",
         "",
-        f"`bench/proxy_bench.py --duration {args.duration:g} --repeat {args.repeat} "
-        f"--scenarios {','.join(args.scenarios)}`: the same Envoy v3 config file for both "
-        "proxies; proxy pinned to core 0 (Envoy `--concurrency 1`), nginx origin and "
-        f"`wrk -t1` on core 1; {args.warmup:g} s warm-up then {args.duration:g} s measured, "
-        f"fresh proxy per run, runs alternated, median of {args.repeat}. "
-        "Every response was checked to be 2xx.",
+        (f"`bench/proxy_bench.py --duration {args.duration:g} --repeat {args.repeat} "
+         f"--scenarios {','.join(args.scenarios)}`: the same Envoy v3 config file for both "
+         "proxies; proxy pinned to core 0 (Envoy `--concurrency 1`), nginx origin and "
+         f"`wrk -t1` on core 1; {args.warmup:g} s warm-up then {args.duration:g} s measured, "
+         f"fresh proxy per run, runs alternated, median of {args.repeat}. "
+         "Every response was checked to be 2xx."),
         "",
         b.facts_markdown(facts),
         "",
         b.markdown_table(header, rows),
         "",
-        "req/s spread: half the min–max range across repeats, relative to the median. "
-        "CPU µs/req: proxy utime+stime over the run / completed requests. Peak RSS: VmHWM.",
+        ("req/s spread: half the min–max range across repeats, relative to the median. "
+         "CPU µs/req: proxy utime+stime over the run / completed requests. Peak RSS: VmHWM."),
         "",
         *(f"{line}\n" for line in lines),
     ])

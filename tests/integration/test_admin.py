@@ -16,6 +16,8 @@ def _config(origins) -> dict:
     routes = [
         {"match": {"prefix": "/refused"}, "route": {"cluster": "refused"}},
         {"match": {"prefix": "/hang"}, "route": {"cluster": "a", "timeout": "0.3s"}},
+        {"match": {"prefix": "/forever"}, "route": {"cluster": "a", "timeout": "0s",
+                                                     "prefix_rewrite": "/hang"}},
         {"match": {"prefix": "/echo"}, "route": {"cluster": "a"}},
         {"match": {"prefix": "/sleep/"}, "route": {"cluster": "a"}},
         {"match": {"prefix": "/size/"}, "route": {"cluster": "a"}},
@@ -69,6 +71,7 @@ def test_no_leaks_after_a_burst_with_errors(proxy, origins):
     # Clients that go away mid-exchange.
     abandoned = []
     for raw in (build("GET", "/sleep/0.3"),  # before the upstream answers
+                build("GET", "/forever"),  # an upstream that never answers, no route timeout
                 b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",  # mid-body
                 build("GET", "/echo") * 3,  # pipelined, never read
                 build("GET", "/size/5000000"),  # a large response, abandoned
@@ -76,7 +79,7 @@ def test_no_leaks_after_a_burst_with_errors(proxy, origins):
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(raw)
         abandoned.append(sock)
-    big = abandoned[3]
+    big = abandoned[4]
     assert big.recv(1000)  # the large response started
     time.sleep(0.1)  # let the requests reach the upstream before the clients vanish
     for sock in abandoned:

@@ -120,7 +120,12 @@ class _OriginProtocol(asyncio.Protocol):
         record = RecordedRequest(method, path, dict(self.headers), list(self.headers),
                                  bytes(self.body))
         self.origin.requests.append(record)
-        self._respond(record)
+        if self.origin.delay:
+            # A uniformly slow host (for latency-aware balancing tests).
+            asyncio.get_running_loop().call_later(
+                self.origin.delay, lambda: self.transport.is_closing() or self._respond(record))
+        else:
+            self._respond(record)
 
     def _write_response(self, status: int, body: bytes, extra: str = "",
                         content_type: str = "application/json") -> None:
@@ -192,8 +197,9 @@ class _OriginProtocol(asyncio.Protocol):
 class Origin:
     """Start with ``Origin("a").start()``; ``.port``; ``.stop()``."""
 
-    def __init__(self, name: str = "origin") -> None:
+    def __init__(self, name: str = "origin", delay: float = 0.0) -> None:
         self.name = name
+        self.delay = delay  # seconds added before every response
         self.requests: list[RecordedRequest] = []
         self.connections = 0
         self.body_bytes_received = 0
