@@ -197,11 +197,17 @@ def _request_id(value: str) -> str:
     return "<uuid4>" if UUID4.match(value) else value
 
 
+def _echo_data(response) -> dict | None:
+    if not response.header("x-origin") or not response.body.startswith(b"{"):
+        return None
+    return json.loads(response.body)
+
+
 def describe(response) -> dict:
     """What must match between the two proxies' answers, as a comparable dict."""
     echo = None
-    if response.header("x-origin") and response.header("content-type") == "application/json":
-        data = json.loads(response.body)
+    data = _echo_data(response)
+    if data is not None:
         headers = [(k, _request_id(v) if k == "x-request-id" else v) for k, v in data["headers"]]
         echo = {"origin": data["origin"], "method": data["method"], "path": data["path"],
                 "body_length": data["body_length"], "headers": _values(headers)}
@@ -221,13 +227,30 @@ def describe(response) -> dict:
     }
 
 
+def differences(mine: dict, theirs: dict, where: str = "") -> list[str]:
+    """Readable differences between two ``describe`` results (outrider first, envoy second)."""
+    out = []
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{where}{key}.")
+        else:
+            out.append(f"{where}{key}: outrider {a!r} != envoy {b!r}")
+    return out
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_same_answer_as_envoy(observations, case):
     ours, envoy = observations[case, "outrider"], observations[case, "envoy"]
     assert envoy.responses, f"envoy gave no response: {envoy.raw[:200]!r}"
-    assert [r.status for r in ours.responses] == [r.status for r in envoy.responses]
-    for mine, theirs in zip(ours.responses, envoy.responses):
-        assert describe(mine) == describe(theirs)
-    assert ours.open_after == envoy.open_after, (
-        "connection " + ("kept open" if ours.open_after else "closed") + " where Envoy "
-        + ("kept it open" if envoy.open_after else "closed it"))
+    statuses = [r.status for r in ours.responses], [r.status for r in envoy.responses]
+    assert statuses[0] == statuses[1], f"statuses: outrider {statuses[0]} != envoy {statuses[1]}"
+    problems = []
+    for index, (mine, theirs) in enumerate(zip(ours.responses, envoy.responses)):
+        problems += differences(describe(mine), describe(theirs), f"response[{index}].")
+    if ours.open_after != envoy.open_after:
+        problems.append("connection " + ("kept open" if ours.open_after else "closed")
+                        + " where Envoy " + ("kept it open" if envoy.open_after else "closed it"))
+    assert not problems, "\n".join(problems)
