@@ -30,16 +30,19 @@ test-unit: $(VENV)/.installed
 test-integration: $(VENV)/.installed
 	$(PY) -m pytest tests/integration tests/conformance
 
-# Load tools from Debian's packages (wrk, h2load).
+# Load tools from Debian's packages (wrk, h2load; nginx is the benchmark origin).
 tools:
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client)
+	@(command -v wrk && command -v h2load && (command -v nginx || test -x /usr/sbin/nginx)) \
+		>/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client nginx-light)
 
+# Benchmarks (see bench/README.md); e.g. make bench BENCH_ARGS="--duration 20 --repeat 5".
+BENCH_ARGS ?=
 bench: $(VENV)/.envoy tools
-	$(PY) bench/proxy_bench.py
+	$(PY) bench/proxy_bench.py --output bench/RESULTS.md $(BENCH_ARGS)
 
 bench-lb: $(VENV)/.envoy tools
 	$(PY) bench/lb_cost.py
-	$(PY) bench/slow_host.py
+	$(PY) bench/slow_host.py --output bench/RESULTS.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q ruff

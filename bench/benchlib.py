@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Self
 
 import yaml
@@ -74,6 +74,8 @@ class Processes:
     def __enter__(self) -> Self:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             self._previous[sig] = signal.signal(sig, self._on_signal)
+        # Ctrl-C works even when started in the background, where SIGINT arrives ignored.
+        self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -393,6 +395,7 @@ class Measurement:
     wall_s: float
     peak_rss_kib: int
     classes: dict[str, int] | None
+    probe: tuple[object, object] = (None, None)  # ``probe()`` just before and after the run
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -405,12 +408,15 @@ class Measurement:
 
 def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: int,
                   admin_port: int, path: str, connections: int, duration: float,
-                  warmup: float = 1.0, ready_path: str | None = None) -> Measurement:
+                  warmup: float = 1.0, ready_path: str | None = None,
+                  probe: Callable[[], object] | None = None) -> Measurement:
     """Start ``kind`` on ``config_path`` pinned to the proxy core, warm up, measure, stop.
 
     CPU time is the utime+stime delta over exactly the measured wrk run; peak RSS is VmHWM
-    when the run ends. Fails loudly on any socket error or non-2xx response, checked both by
-    wrk and by the proxy's own ``downstream_rq_<class>`` counters.
+    when the run ends. ``probe`` (e.g. reading the origin's counters) is called just before
+    and just after the measured run, outside the CPU accounting. Fails loudly on any socket
+    error or non-2xx response, checked both by wrk and by the proxy's own
+    ``downstream_rq_<class>`` counters.
     """
     proc = procs.start(kind, proxy_command(kind, config_path, base_id=listen_port), PROXY_CORE)
     label = PROXY_LABEL[kind]
@@ -420,9 +426,11 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
         if warmup > 0:
             check_wrk(run_wrk(url, connections, warmup, procs.workdir), f"{label} warm-up")
         stats_before = admin_stats(admin_port)
+        probe_before = probe() if probe else None
         cpu_before, t0 = cpu_seconds(proc.pid), time.monotonic()
         result = run_wrk(url, connections, duration, procs.workdir)
         cpu_after, t1 = cpu_seconds(proc.pid), time.monotonic()
+        probe_after = probe() if probe else None
         if proc.poll() is not None:
             raise BenchError(f"{label} exited during the run:\n{procs.log_tail(proc)}")
         rss = peak_rss_kib(proc.pid)
@@ -431,7 +439,7 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
         procs.stop(proc)
     check_wrk(result, label, classes)
     return Measurement(wrk=result, cpu_s=cpu_after - cpu_before, wall_s=t1 - t0,
-                       peak_rss_kib=rss, classes=classes)
+                       peak_rss_kib=rss, classes=classes, probe=(probe_before, probe_after))
 
 
 def check_wrk(result: WrkResult, what: str, classes: dict[str, int] | None = None) -> None:
@@ -527,7 +535,7 @@ def write_section(path: str, name: str, text: str) -> None:
     benchmarks' sections in the same file are left alone.
     """
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    block = f"{start}\n{text.rstrip()}\n{end}\n\n"
     old = _read(path) + "\n" if os.path.exists(path) else ""
     if start in old and end in old:
         head, rest = old.split(start, 1)
@@ -535,7 +543,7 @@ def write_section(path: str, name: str, text: str) -> None:
     else:
         new = (old.rstrip() + "\n\n" if old.strip() else "") + block
     with open(path, "w") as f:
-        f.write(new)
+        f.write(new.rstrip() + "\n")
 
 
 def fmt_ms(us: float) -> str:
@@ -545,23 +553,6 @@ def fmt_ms(us: float) -> str:
 
 def fmt_ratio(value: float) -> str:
     return f"{value:.2f}×"
-
-
-@dataclass
-class Runner:
-    """Runs callables in an order that spreads machine drift evenly (round-robin repeats)."""
-
-    repeat: int
-    results: dict[str, list[Measurement]] = field(default_factory=dict)
-
-    def run(self, keys: list[str], measure: Callable[[str], Measurement],
-            progress: Callable[[str, int, Measurement], None]) -> dict[str, list[Measurement]]:
-        for i in range(self.repeat):
-            for key in keys:
-                m = measure(key)
-                self.results.setdefault(key, []).append(m)
-                progress(key, i, m)
-        return self.results
 
 
 def make_workdir(prefix: str) -> str:

@@ -118,7 +118,8 @@ def report(args: argparse.Namespace, facts: list[tuple[str, str]],
             if s is None:
                 continue
             rows.append([scenario.title, b.PROXY_LABEL[kind], f"{s['rps']:,.0f}",
-                         f"±{s['spread'] / 2:.0f}%", b.fmt_ms(s["p50"]), b.fmt_ms(s["p99"]),
+                         f"±{s['spread'] / 2:.0f}%" if args.repeat > 1 else "–",
+                         b.fmt_ms(s["p50"]), b.fmt_ms(s["p99"]),
                          f"{s['cpu_us']:.0f}", f"{s['cpu_pct']:.0f}", f"{s['rss_mib']:.1f}"])
         if o and e:
             rows.append([scenario.title, "**Outrider / Envoy**",

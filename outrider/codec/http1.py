@@ -199,7 +199,10 @@ class ServerCodec:
                 framing = "chunked"
             elif name == "connection":
                 named = _named_by_connection(value, named)
-            # other connection-level headers (keep-alive, te, ...) end at this hop
+            elif name == "te":
+                if value.strip().lower() == "trailers":
+                    items.append(("te", "trailers"))  # Envoy forwards only this TE value
+            # other connection-level headers (keep-alive, ...) end at this hop
         if named:
             items = [kv for kv in items if kv[0] not in named]
         scheme = "http"
@@ -214,7 +217,7 @@ class ServerCodec:
             elif not (method == "OPTIONS" and url == "*") and method != "CONNECT":
                 self._fail(_bad_request("http1.invalid_url"))
         if "#" in url:
-            self._fail(_bad_request("http1.invalid_url"))
+            self._fail(CodecError(400, "", "http1.invalid_url"))
         if authority is None:
             if version == "1.1":
                 self._fail(CodecError(400, "", "http1.missing_host"))

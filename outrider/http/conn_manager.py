@@ -312,7 +312,7 @@ class ActiveStream:
                 return
             if not headers.authority:
                 headers.authority = config.default_host_for_http_10
-        if not self._check_request(headers, config):
+        if not self._normalize_request(headers, config):
             return
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue":
@@ -320,8 +320,12 @@ class ActiveStream:
             headers.remove("expect")
             if self.version == "1.1" and not self.request_complete:
                 cm.connection.write(CONTINUE_100)
+        upgrade = headers.get("upgrade")  # the header rules strip it as hop-by-hop
         self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
         self.route = config.route_table.route(headers)
+        if (upgrade is not None or headers.method == "CONNECT") and not self._check_upgrade(
+                headers.method, upgrade):
+            return
         self._arm_stream_idle_timer()
         self.router = router = cm.router_factory(self)
         deferred, self.deferred = self.deferred, None
@@ -341,16 +345,20 @@ class ActiveStream:
         if not self.response_complete and self.router is not None:
             self.router.decode_data(b"", True)
 
-    def _check_request(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
-        if headers.method == "CONNECT":
+    def _check_upgrade(self, method: str, upgrade: str | None) -> bool:
+        """CONNECT and Upgrade requests: refused as Envoy refuses them without upgrade_configs
+        (an h2c upgrade is ignored and the request served as HTTP/1.1)."""
+        if method == "CONNECT":
             self.response_flags = "NR"
             self.send_local_reply(404, "", "route_not_found", close=True)
             return False
-        upgrade = headers.get("upgrade")
         if upgrade is not None and upgrade.lower() != "h2c":
-            # No upgrade_configs support yet: Envoy answers 403 to an unconfigured upgrade.
             self.send_local_reply(403, "", "upgrade_failed", close=True)
             return False
+        return True
+
+    def _normalize_request(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
+        """Header-name policy and path normalization, before routing; False if answered."""
         if config.reject_headers_with_underscores or config.drop_headers_with_underscores:
             if any("_" in name for name, _ in headers):
                 if config.reject_headers_with_underscores:
@@ -463,9 +471,31 @@ class ActiveStream:
         headers = local_reply.local_reply_headers(status, payload)
         for name, value in extra_headers:
             headers.add(name, value)
+        route = self.route
+        if route is not None:
+            # Once a route is chosen, its response headers go on the proxy's own answers too.
+            router = self.router
+            if router is not None:
+                route.finalize_response_headers(headers, router, router.weighted_cluster)
+            else:
+                route.finalize_response_headers(headers, self)
         self.encode_headers(headers, not payload or self.head_request, close=close)
         if payload and not self.head_request:
             self.encode_data(payload, True)
+
+    # -- formatter context (header values such as %DOWNSTREAM_REMOTE_ADDRESS%) ------------------
+
+    @property
+    def downstream_remote_address(self) -> str:
+        return self.cm.connection.remote_address
+
+    @property
+    def downstream_local_address(self) -> str:
+        return self.cm.connection.local_address
+
+    @property
+    def protocol(self) -> str:
+        return "HTTP/" + self.version
 
     # -- internals ------------------------------------------------------------------------------
 

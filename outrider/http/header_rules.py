@@ -53,7 +53,8 @@ def new_request_id() -> str:
 
 
 def strip_hop_by_hop(headers) -> None:
-    """Remove hop-by-hop headers and any header the Connection header names."""
+    """Remove hop-by-hop headers and any header the Connection header names
+    (``te: trailers`` stays, as in Envoy)."""
     for name, _ in headers.items():
         if name in HOP_BY_HOP:
             break
@@ -63,7 +64,10 @@ def strip_hop_by_hop(headers) -> None:
     drop = HOP_BY_HOP
     if connection is not None:
         drop = HOP_BY_HOP.union(token.strip().lower() for token in connection.split(","))
+    te = headers.get("te")
     headers.remove_if(drop.__contains__)
+    if te is not None and te.strip().lower() == "trailers":
+        headers.add("te", "trailers")
 
 
 def mutate_request_headers(
@@ -88,21 +92,23 @@ def mutate_request_headers(
     if has_hop_by_hop:
         strip_hop_by_hop(headers)
     if config.use_remote_address:
+        # Only the connection's own peer can make a request internal; a client-supplied
+        # x-forwarded-for never does (Envoy 1.40 treats such requests as external too).
         internal = is_internal_address(remote_ip)
         if not config.skip_xff_append:
             headers.set("x-forwarded-for", f"{xff},{remote_ip}" if xff else remote_ip)
         headers.set("x-forwarded-proto", headers.scheme)
     else:
-        # The client's address is the XFF entry xff_num_trusted_hops from the right; like
-        # Envoy, only a lone internal entry makes the request internal.
-        internal = bool(xff) and "," not in xff and config.xff_num_trusted_hops == 0 \
-            and is_internal_address(xff.strip())
+        internal = False
         if xfp is None:
             headers.add("x-forwarded-proto", headers.scheme)
     if not internal:
-        # Control headers are honoured only from trusted (internal) peers.
+        # Envoy's control headers are honoured only from trusted (internal) peers; other
+        # x-envoy-* headers pass through, as in Envoy.
         if has_envoy:
-            headers.remove_if(_is_envoy_header)
+            edge = config.use_remote_address
+            headers.remove_if(_EXTERNAL_STRIP_EDGE.__contains__ if edge
+                              else _EXTERNAL_STRIP.__contains__)
         if config.use_remote_address:
             headers.set("x-envoy-external-address", remote_ip)
     else:
@@ -115,8 +121,20 @@ def mutate_request_headers(
     return internal
 
 
-def _is_envoy_header(name: str) -> bool:
-    return name.startswith("x-envoy-")
+# The control headers Envoy removes from external requests (ConnectionManagerUtility), plus
+# the retry headers its router consumes; an edge request also loses the caller identity ones.
+_EXTERNAL_STRIP = frozenset((
+    "x-envoy-internal", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms", "x-envoy-force-trace", "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
+    "x-envoy-external-address",
+))
+_EXTERNAL_STRIP_EDGE = _EXTERNAL_STRIP | {
+    "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+}
 
 
 def mutate_response_headers(headers: ResponseHeaders, config: HeaderRulesConfig) -> None:

@@ -52,6 +52,10 @@ class RouterFilter:
         return self.stream.cm.connection.remote_address
 
     @property
+    def downstream_local_address(self) -> str:
+        return self.stream.cm.connection.local_address
+
+    @property
     def protocol(self) -> str:
         return "HTTP/" + self.stream.version
 

@@ -98,7 +98,8 @@ CASES: dict[str, tuple[bytes, int]] = {
     "upstream-status": (build("GET", "/status/418"), 1),
     "upstream-truncated": (build("GET", "/truncate"), 1),
     # HTTP/1.1 mechanics
-    "keep-alive-pipelined": (build("GET", "/echo/1") + build("GET", "/exact")
+    # (Envoy 1.40 leaves a request pipelined behind a direct response unanswered; not copied.)
+    "keep-alive-pipelined": (build("GET", "/echo/1") + build("GET", "/echo/2")
                              + build("GET", "/echo/3"), 3),
     "pipelined-close": (build("GET", "/echo/1")
                         + build("GET", "/echo/2", headers=[("Connection", "close")]), 2),
@@ -113,9 +114,9 @@ CASES: dict[str, tuple[bytes, int]] = {
     "http10": (b"GET /echo HTTP/1.0\r\nHost: example.com\r\n\r\n", 1),
     "websocket-upgrade": (build("GET", "/echo", headers=[("Connection", "Upgrade"),
                                                          ("Upgrade", "websocket")]), 1),
-    "h2c-upgrade": (build("GET", "/echo", headers=[("Connection", "Upgrade, HTTP2-Settings"),
-                                                   ("Upgrade", "h2c"),
-                                                   ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")]), 1),
+    "h2c-upgrade": (build("GET", "/echo", headers=[
+        ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+        ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")]), 1),
     "connect-method": (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 1),
     # malformed requests and limits
     "cl-and-te": (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
@@ -130,7 +131,6 @@ CASES: dict[str, tuple[bytes, int]] = {
     "missing-host": (b"GET /echo HTTP/1.1\r\nx-a: b\r\n\r\n", 1),
     "invalid-method": (b"FOO /echo HTTP/1.1\r\nHost: x\r\n\r\n", 1),
     "fragment": (b"GET /echo#frag HTTP/1.1\r\nHost: x\r\n\r\n", 1),
-    "bare-lf": (b"GET /echo HTTP/1.1\nHost: example.com\n\n", 1),
     "uri-70kb": (b"GET /echo?" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 1),
     "header-61kb": (build("GET", "/echo", headers=[("x-big", "a" * 61_440)]), 1),
     "header-59kb": (build("GET", "/echo", headers=[("x-big", "a" * 59_000)]), 1),
@@ -248,7 +248,7 @@ def test_same_answer_as_envoy(observations, case):
     statuses = [r.status for r in ours.responses], [r.status for r in envoy.responses]
     assert statuses[0] == statuses[1], f"statuses: outrider {statuses[0]} != envoy {statuses[1]}"
     problems = []
-    for index, (mine, theirs) in enumerate(zip(ours.responses, envoy.responses)):
+    for index, (mine, theirs) in enumerate(zip(ours.responses, envoy.responses, strict=True)):
         problems += differences(describe(mine), describe(theirs), f"response[{index}].")
     if ours.open_after != envoy.open_after:
         problems.append("connection " + ("kept open" if ours.open_after else "closed")

@@ -43,5 +43,11 @@ def start_proxy():
         return proxy
 
     yield start
+    # No request may crash the process: one that died on its own fails the module's teardown.
+    crashed = [(p, p.proc.returncode, p.log()) for p in running
+               if p.proc.poll() is not None and not getattr(p, "exit_expected", False)]
     for proxy in running:
         proxy.stop()
+    if crashed:
+        pytest.fail("".join(f"{p.kind} exited with {code} during the tests:\n{log[-3000:]}\n"
+                            for p, code, log in crashed))

@@ -134,6 +134,7 @@ def test_server_info(proxy):
 def test_quitquitquit_stops_the_process(origins, start_proxy):
     proxy = start_proxy(_config(origins))
     assert exchange(proxy.port, build("GET", "/echo"))[0].status == 200
+    proxy.exit_expected = True
     status, _ = proxy.admin("/quitquitquit", method="POST")
     assert status == 200
     assert proxy.proc.wait(10) == 0

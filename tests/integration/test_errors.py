@@ -157,7 +157,10 @@ def test_malformed_request(client, origins, case):
     # merges two Hosts as "a,b"; RFC 9110/9112 and nginx/HAProxy answer 400, and so do we.
     b"GET /echo HTTP/1.1\r\nHost: x\r\nx-a: a\rb\r\n\r\n",
     b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-], ids=["bare-cr-in-value", "duplicate-host"])
+    # Envoy accepts bare-LF line endings; llhttp's leniency for them also accepts a bare LF
+    # ending chunk data (a smuggling vector, reliability.md #13), so Outrider stays strict.
+    b"GET /echo HTTP/1.1\nHost: x\nx-a: b\n\n",
+], ids=["bare-cr-in-value", "duplicate-host", "bare-lf"])
 def test_malformed_request_stricter_than_envoy(client, raw):
     response = one(client, raw)
     assert (response.status, response.body) == BAD_REQUEST
@@ -176,12 +179,6 @@ def test_hundred_headers_pass(client):
     response = one(client, build("GET", "/echo", headers=headers))
     assert response.status == 200
     assert response.echo().header("x-h98") == "v"
-
-
-def test_bare_lf_line_endings_accepted(client):
-    response = one(client, b"GET /echo HTTP/1.1\nHost: x\nx-a: b\n\n")
-    assert response.status == 200
-    assert response.echo().header("x-a") == "b"
 
 
 def test_chunk_size_with_trailing_space_accepted(client, origins):

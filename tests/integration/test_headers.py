@@ -62,6 +62,12 @@ def test_hop_by_hop_request_headers_are_stripped(proxy):
     assert echo.header("x-normal") == "n"
 
 
+def test_te_trailers_is_forwarded_other_te_values_are_not(proxy):
+    # Envoy keeps "te: trailers" (gRPC needs it) and strips any other TE value.
+    assert get(proxy, headers=[("TE", "trailers")]).echo().header_all("te") == ["trailers"]
+    assert "te" not in get(proxy, headers=[("TE", "gzip")]).echo().names()
+
+
 def test_transfer_encoding_is_not_forwarded_as_is_for_length_bodies(proxy, origins):
     response = exchange(proxy, build("POST", "/echo", "example.com", body=b"hello"))
     echo = response.echo()
@@ -164,6 +170,15 @@ def test_client_envoy_control_headers_stripped(request, which):
     assert echo.header_all("x-envoy-expected-rq-timeout-ms") == ["15000"]
 
 
+def test_private_forwarded_for_does_not_make_a_request_internal(proxy):
+    # A client could write any x-forwarded-for; with no internal_address_config Envoy 1.40
+    # treats the request as external: control headers stripped, no x-envoy-internal.
+    echo = get(proxy, headers=[("x-forwarded-for", "10.1.2.3"), ("x-envoy-retry-on", "5xx")]).echo()
+    assert "x-envoy-retry-on" not in echo.names()
+    assert "x-envoy-internal" not in echo.names()
+    assert echo.header_all("x-forwarded-for") == ["10.1.2.3"]
+
+
 def test_client_timeout_header_is_ignored(proxy):
     # /short/ has a 100 ms route timeout; an external client cannot lengthen (or shorten) it.
     response = get(proxy, "/short/sleep/0.3", headers=[("x-envoy-upstream-rq-timeout-ms", "5000")])
@@ -175,7 +190,8 @@ def test_client_timeout_header_is_ignored(proxy):
 def test_other_client_envoy_headers_pass_through(proxy):
     # Envoy strips its control headers only (ConnectionManagerUtility::cleanInternalHeaders);
     # other x-envoy-* names, x-envoy-original-path included, reach the upstream unchanged.
-    echo = get(proxy, headers=[("x-envoy-custom", "c"), ("x-envoy-original-path", "/forged")]).echo()
+    echo = get(proxy, headers=[("x-envoy-custom", "c"),
+                               ("x-envoy-original-path", "/forged")]).echo()
     assert echo.header_all("x-envoy-custom") == ["c"]
     assert echo.header_all("x-envoy-original-path") == ["/forged"]
 

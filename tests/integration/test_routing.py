@@ -276,6 +276,22 @@ def test_response_headers_on_direct_response(proxy):
     assert response.header_all("x-resp-level") == ["rc"]
 
 
+@pytest.mark.parametrize("path, status", [
+    ("/refused", 503), ("/empty", 503), ("/hang", 504), ("/garbage", 502),
+])
+def test_response_headers_on_local_replies_after_routing(proxy, path, status):
+    # Once a route is chosen, Envoy applies its response header mutations to local replies too.
+    response = get(proxy, path)
+    assert response.status == status
+    assert response.header_all("x-resp-level") == ["rc"]
+
+
+def test_no_response_headers_without_a_route(proxy):
+    response = get(proxy, "/nothing-here")
+    assert response.status == 404
+    assert response.header("x-resp-level") is None
+
+
 def test_expected_timeout_header_follows_route_timeout(proxy):
     assert get(proxy, "/echo").echo().header("x-envoy-expected-rq-timeout-ms") == "15000"
     assert get(proxy, "/short/echo").echo().header("x-envoy-expected-rq-timeout-ms") == "500"

@@ -95,7 +95,7 @@ class RawClient:
         while True:
             try:
                 chunk = self.sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (ConnectionResetError, TimeoutError):
                 self.closed_by_peer = True
                 break
             if not chunk:
@@ -112,7 +112,7 @@ class RawClient:
                 return responses
             try:
                 chunk = self.sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (ConnectionResetError, TimeoutError):
                 self.closed_by_peer = True
                 return responses
             if not chunk:
@@ -127,7 +127,7 @@ class RawClient:
             return self.sock.recv(1) == b""
         except ConnectionResetError:
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def close(self) -> None:

@@ -32,6 +32,8 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+import httptools
+
 _PATTERN_BLOCK = bytes(range(256)) * 256  # 64 KiB
 
 
@@ -39,8 +41,6 @@ def stream_pattern(size: int) -> bytes:
     """The exact body ``/stream/N`` sends: a repeating 0..255 byte ramp."""
     whole, rest = divmod(size, len(_PATTERN_BLOCK))
     return _PATTERN_BLOCK * whole + _PATTERN_BLOCK[:rest]
-
-import httptools
 
 
 @dataclass

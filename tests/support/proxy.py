@@ -107,7 +107,7 @@ class ProxyProcess:
         else:
             cmd = [envoy_binary(), "-c", self.path, "-l", "error", "--concurrency", "1",
                    "--base-id", str(self.port)]
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([*cmd, *self.extra_args], stdout=self._log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -164,6 +164,8 @@ class ProxyProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None:
+            self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> ProxyProcess:
