@@ -46,10 +46,14 @@ _REQUEST_SPECIAL = _CONNECTION_LEVEL | {"host", "content-length"}
 _RESPONSE_SPECIAL = _CONNECTION_LEVEL | {"content-length"}
 # Connection tokens that are options, not header names to drop.
 _CONNECTION_OPTIONS = frozenset(("close", "keep-alive", "upgrade"))
+_COMMON_CONNECTION_VALUES = frozenset(("keep-alive", "close", "Keep-Alive", "Close", "upgrade",
+                                       "Upgrade"))
 
 
 def _named_by_connection(value: str, named: set | None) -> set | None:
     """Add the header names a Connection header lists (RFC 9110 §7.6.1) to ``named``."""
+    if value in _COMMON_CONNECTION_VALUES:
+        return named
     for token in value.split(","):
         token = token.strip().lower()
         if token and token not in _CONNECTION_OPTIONS:
@@ -160,20 +164,20 @@ class ServerCodec:
             self._fail(CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
+        # The byte limit also bounds the header count, which on_headers_complete checks.
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self._max_header_bytes:
             self._fail(CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large"))
-        if len(headers) >= self._max_headers_count:
-            self._fail(CodecError(431, "Request Header Fields Too Large",
-                                  "http1.too_many_headers"))
-        headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             self._fail(CodecError(426, "Upgrade Required", "http1.invalid_version"))
+        if len(self._headers) > self._max_headers_count:
+            self._fail(CodecError(431, "Request Header Fields Too Large",
+                                  "http1.too_many_headers"))
         method = parser.get_method().decode("latin-1")
         url = self._url.decode("latin-1")
         authority = None

@@ -136,7 +136,11 @@ class RouterFilter:
                               insert_envoy_headers=not config.suppress_envoy_headers)
         timeout = route.timeout
         if timeout and not config.suppress_envoy_headers:
-            headers.set("x-envoy-expected-rq-timeout-ms", str(int(timeout * 1000)))
+            value = str(int(timeout * 1000))
+            if stream.internal:
+                headers.set("x-envoy-expected-rq-timeout-ms", value)
+            else:  # the header rules stripped any the client sent
+                headers.add("x-envoy-expected-rq-timeout-ms", value)
         self.upstream = UpstreamRequest(self, cluster, host, stream.framing == "chunked")
         self.upstream.start(end_stream)
         if end_stream:
