@@ -85,6 +85,7 @@ class ConnectionManager:
         self.decoding: ActiveStream | None = None  # the one whose request is being read
         self.closed = False
         self.draining = False
+        self._codec_failed = False
         self._pipeline_paused = False
         self._idle_timer = None
         self._idle_since = 0.0
@@ -98,6 +99,8 @@ class ConnectionManager:
     # -- transport events (called by net.downstream) -------------------------------------------
 
     def on_data(self, data: bytes) -> None:
+        if self._codec_failed:
+            return
         if self._headers_timer is None and self.decoding is None and self.config.request_headers_timeout:
             self._headers_timer = self.loop.call_later(
                 self.config.request_headers_timeout, self._on_headers_timeout)
@@ -179,20 +182,20 @@ class ConnectionManager:
     # -- errors and timers ------------------------------------------------------------------------
 
     def _on_codec_error(self, error: CodecError) -> None:
+        """Malformed input: answer it in turn (after any response still owed), then close."""
         self.stats.downstream_cx_protocol_error.inc()
+        self._codec_failed = True  # nothing after this point in the byte stream can be trusted
         stream = self.decoding
-        if stream is not None and stream.response_started:
-            self.close(abort=True)
-            return
-        if stream is None or stream is not (self.streams[0] if self.streams else None):
-            # No stream to answer on yet (bad request line or headers): a bare reply.
+        if stream is None or stream.request_complete:
+            # The error is in a new message (a bad request line or headers): a bare stream.
             stream = ActiveStream(self, RequestHeaders(), "1.1", False, "none")
             self.streams.append(stream)
-            if len(self.streams) > 1:
-                self.close()
-                return
-        stream.response_flags = "DPE"
-        stream.send_local_reply(error.status, error.body, error.details, close=True)
+        if stream.response_started:
+            self.close(abort=True)  # mid-response: a reset is the only signal left
+            return
+        stream.codec_error = error
+        if stream is self.streams[0]:
+            stream.answer_codec_error()
 
     def _arm_idle_timer(self) -> None:
         # One timer for the connection's life; it re-arms itself for whatever remains, so
@@ -265,7 +268,7 @@ class ActiveStream:
         "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
         "request_complete", "response_started", "response_complete", "close_connection",
         "chunked_response", "head_request", "deferred", "start_time", "response_flags",
-        "internal", "route", "end_decoded", "_idle_timeout", "_last_activity", "_request_timer", "response_status",
+        "internal", "route", "end_decoded", "codec_error", "_idle_timeout", "_last_activity", "_request_timer", "response_status",
     )
 
     def __init__(self, cm: ConnectionManager, headers: RequestHeaders, version: str,
@@ -289,6 +292,7 @@ class ActiveStream:
         self.internal = False
         self.route = None
         self.end_decoded = False
+        self.codec_error: CodecError | None = None
         self.response_status = 0
         self._idle_timeout: float | None = None
         self._last_activity = 0.0
@@ -302,6 +306,9 @@ class ActiveStream:
         cm = self.cm
         config = cm.config
         cm.stats.on_request_start()
+        if self.codec_error is not None:
+            self.answer_codec_error()
+            return
         if config.request_timeout and not self.request_complete:
             self._request_timer = cm.loop.call_later(config.request_timeout, self._on_request_timeout)
         headers = self.request_headers
@@ -339,6 +346,13 @@ class ActiveStream:
                 self.router.decode_data(data, False)
         if self.request_complete and not self.end_decoded:
             self._decode_end()
+
+    def answer_codec_error(self) -> None:
+        """Reply to the malformed input this stream ran into, and close (Envoy: DPE)."""
+        self._abort_router()
+        self.response_flags = "DPE"
+        error = self.codec_error
+        self.send_local_reply(error.status, error.body, error.details, close=True)
 
     def _decode_end(self) -> None:
         self.end_decoded = True

@@ -113,6 +113,16 @@ def test_pipelined_with_connection_close_on_last(client):
     assert client.is_closed()
 
 
+def test_malformed_request_pipelined_behind_a_good_one(client):
+    # The good request is answered first, then the malformed one gets its 400, then close.
+    client.send(build("GET", "/sleep/0.2") + b"GET /echo HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n")
+    responses = client.read_responses(2)
+    assert [r.status for r in responses] == [200, 400]
+    assert responses[0].echo().path == "/sleep/0.2"
+    assert responses[1].header("connection") == "close"
+    assert client.is_closed()
+
+
 def test_connection_close_request(client):
     response = one(client, build("GET", "/echo", headers=[("Connection", "close")]))
     assert response.status == 200
