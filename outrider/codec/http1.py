@@ -203,9 +203,8 @@ class ServerCodec:
                 framing = "chunked"
             elif name == "connection":
                 named = _named_by_connection(value, named)
-            elif name == "te":
-                if value.strip().lower() == "trailers":
-                    items.append(("te", "trailers"))  # Envoy forwards only this TE value
+            elif name == "te" and value.strip().lower() == "trailers":
+                items.append(("te", "trailers"))  # Envoy forwards only this TE value
             # other connection-level headers (keep-alive, ...) end at this hop
         if named:
             items = [kv for kv in items if kv[0] not in named]

@@ -16,7 +16,12 @@ from collections import deque
 from email.utils import formatdate
 
 from outrider.codec.http1 import (
-    CONTINUE_100, LAST_CHUNK, CodecError, ServerCodec, encode_chunk, encode_response_head,
+    CONTINUE_100,
+    LAST_CHUNK,
+    CodecError,
+    ServerCodec,
+    encode_chunk,
+    encode_response_head,
 )
 from outrider.http import local_reply
 from outrider.http.conn_manager_config import ConnectionManagerConfig
@@ -373,13 +378,13 @@ class ActiveStream:
 
     def _normalize_request(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
         """Header-name policy and path normalization, before routing; False if answered."""
-        if config.reject_headers_with_underscores or config.drop_headers_with_underscores:
-            if any("_" in name for name, _ in headers):
-                if config.reject_headers_with_underscores:
-                    self.response_flags = "DPE"
-                    self.send_local_reply(400, "Bad Request", "unexpected_underscore", close=True)
-                    return False
-                headers.remove_if(lambda name: "_" in name)
+        if (config.reject_headers_with_underscores or config.drop_headers_with_underscores) \
+                and any("_" in name for name, _ in headers):
+            if config.reject_headers_with_underscores:
+                self.response_flags = "DPE"
+                self.send_local_reply(400, "Bad Request", "unexpected_underscore", close=True)
+                return False
+            headers.remove_if(lambda name: "_" in name)
         if config.normalize_path or config.merge_slashes:
             path, sep, query = headers.path.partition("?")
             if config.normalize_path:
@@ -545,9 +550,9 @@ class ActiveStream:
         if self._idle_timeout and not self.response_complete:
             deadline = self._last_activity + self._idle_timeout
         router = self.router
-        if router is not None and router.deadline is not None:
-            if deadline is None or router.deadline < deadline:
-                deadline = router.deadline
+        if router is not None and router.deadline is not None and (
+                deadline is None or router.deadline < deadline):
+            deadline = router.deadline
         return deadline
 
     def check_deadlines(self, now: float) -> None:

@@ -55,7 +55,7 @@ def new_request_id() -> str:
 def strip_hop_by_hop(headers) -> None:
     """Remove hop-by-hop headers and any header the Connection header names
     (``te: trailers`` stays, as in Envoy)."""
-    for name, _ in headers.items():
+    for name, _ in headers:
         if name in HOP_BY_HOP:
             break
     else:

@@ -36,8 +36,7 @@ class HeaderMap:
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one (in the first one's place)."""
         items = self._items
-        i = 0
-        for key, _ in items:
+        for i, (key, _) in enumerate(items):
             if key == name:
                 items[i] = (name, value)
                 for key2, _ in items[i + 1 :]:
@@ -46,7 +45,6 @@ class HeaderMap:
                                                         if kv[0] != name]
                         break
                 return
-            i += 1
         items.append((name, value))
 
     def set_default(self, name: str, value: str) -> None:
@@ -68,7 +66,7 @@ class HeaderMap:
         return self._items
 
     def __contains__(self, name: object) -> bool:
-        for key, _ in self._items:
+        for key, _ in self._items:  # noqa: SIM110 - a plain loop beats any() on the hot path
             if key == name:
                 return True
         return False

@@ -56,8 +56,7 @@ class ClusterManager:
         try:
             for e in cluster.settings.endpoints:
                 infos = await self.loop.getaddrinfo(e.address, e.port, type=socket.SOCK_STREAM)
-                for address in select_addresses(infos, family):
-                    hosts.append(host_for(e, address))
+                hosts.extend(host_for(e, address) for address in select_addresses(infos, family))
         except OSError as exc:
             cluster.stats.update_failure.inc()
             log.warning("cluster %s: DNS resolution failed: %s", cluster.name, exc)
