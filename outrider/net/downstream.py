@@ -9,8 +9,11 @@ readDisable counts). The send buffer's watermarks are the listener's
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from outrider.http.conn_manager import ConnectionManager
+
+log = logging.getLogger("outrider.net")
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -46,7 +49,11 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         # Pipelined requests answered locally in this read go out in one send.
         self._corked = []
-        self.manager.on_data(data)
+        try:
+            self.manager.on_data(data)
+        except Exception:  # a bug must cost one connection, not the worker's consistency
+            log.exception("internal error on downstream connection %s", self.remote_address)
+            self.manager.close(abort=True)
         self.uncork()
 
     def eof_received(self):

@@ -7,10 +7,13 @@ as in Envoy). When a response completes on a reusable connection it goes back to
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httptools
 
 from outrider.codec.http1 import ClientCodec
+
+log = logging.getLogger("outrider.net")
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -47,6 +50,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.codec.feed(data)
         except httptools.HttpParserError:
             self._fail("protocol error")
+        except Exception:  # a bug must cost one connection, not the worker's consistency
+            log.exception("internal error on upstream connection to %s", self.pool.host)
+            self._fail("internal error")
         finally:
             if downstream is not None:
                 downstream.uncork()
