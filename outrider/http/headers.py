@@ -39,8 +39,8 @@ class HeaderMap:
         for i, (key, _) in enumerate(items):
             if key == name:
                 items[i] = (name, value)
-                for key2, _ in items[i + 1 :]:
-                    if key2 == name:  # rare: repeated header; drop the later copies
+                for j in range(i + 1, len(items)):
+                    if items[j][0] == name:  # rare: a repeated header; drop the later copies
                         self._items = items[: i + 1] + [kv for kv in items[i + 1 :]
                                                         if kv[0] != name]
                         break

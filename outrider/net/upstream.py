@@ -19,7 +19,7 @@ log = logging.getLogger("outrider.net")
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "codec", "request", "requests_served", "keep_alive", "framing",
-        "closed", "idle_timer", "_read_disabled",
+        "closed", "idle_since", "_read_disabled",
     )
 
     def __init__(self, pool) -> None:
@@ -31,7 +31,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = True
         self.framing = "none"
         self.closed = False
-        self.idle_timer = None
+        self.idle_since = 0.0
         self._read_disabled = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------------

@@ -25,15 +25,13 @@ class Http1ConnPool:
         self.pending: deque = deque()
         self.connecting = 0
         self.clients: set[UpstreamConnection] = set()
+        self._idle_timer = None
 
     def new_stream(self, request) -> None:
         """Attach ``request`` to a connection now or when one is ready (``on_pool_ready``)."""
         idle = self.idle
         while idle:
             client = idle.pop()
-            if client.idle_timer is not None:
-                client.idle_timer.cancel()
-                client.idle_timer = None
             if not client.closed:
                 client.assign(request)
                 return
@@ -59,25 +57,25 @@ class Http1ConnPool:
         if self.pending:
             client.assign(self.pending.popleft())
             return
+        client.idle_since = self.loop.time()
         self.idle.append(client)
-        if self.settings.idle_timeout:
-            client.idle_timer = self.loop.call_later(
-                self.settings.idle_timeout, self._on_idle_timeout, client)
+        if self._idle_timer is None and self.settings.idle_timeout:
+            self._idle_timer = self.loop.call_later(self.settings.idle_timeout, self._sweep_idle)
 
     def on_client_closed(self, client: UpstreamConnection) -> None:
         if client in self.clients:
             self.clients.discard(client)
             self.stats.upstream_cx_active.dec()
             self.stats.upstream_cx_destroy.inc()
-        if client.idle_timer is not None:
-            client.idle_timer.cancel()
-            client.idle_timer = None
         try:
             self.idle.remove(client)
         except ValueError:
             pass  # it was busy, not idle
 
     def close_all(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         for client in list(self.clients):
             client.close()
 
@@ -117,7 +115,20 @@ class Http1ConnPool:
         while len(self.pending) > self.connecting:
             self.pending.popleft().on_pool_failure(reason, "UF")
 
-    def _on_idle_timeout(self, client: UpstreamConnection) -> None:
-        client.idle_timer = None
-        self.stats.upstream_cx_idle_timeout.inc()
-        client.close()
+    def _sweep_idle(self) -> None:
+        """Close connections idle for ``idle_timeout``; re-arm for the next one to expire.
+
+        One timer per pool instead of one per idle period: a connection going idle and busy
+        again on every request then costs no timer at all.
+        """
+        self._idle_timer = None
+        timeout = self.settings.idle_timeout
+        expiry = self.loop.time() - timeout
+        # ``idle`` is most recently used last, so the expired ones are at the front.
+        while self.idle and self.idle[0].idle_since <= expiry:
+            client = self.idle.pop(0)
+            self.stats.upstream_cx_idle_timeout.inc()
+            client.close()
+        if self.idle:
+            self._idle_timer = self.loop.call_later(
+                self.idle[0].idle_since - expiry, self._sweep_idle)
