@@ -1,7 +1,13 @@
 """Deterministic simulation of benchmark 2 of issue 3 (tail latency with one slow host).
 
-    python bench/lb_sim.py [--duration 30] [--seed 1] [--proxy-us 0] [--stall-every 0]
-                           [--variants rr,lr,ewma,ewma-healthy] [--ewma key=value ...]
+    python bench/lb_sim.py [--duration 30] [--seed 1] [--proxy-us 0]
+                           [--stall-every S --stall-ms D] [--host-concurrency N]
+                           [--variants rr,lr,ewma,ewma-healthy,lr-healthy]
+                           [--ewma key=value ...] [--set key=value ...]
+
+    python bench/lb_sim.py --proxy-us 120                                   # issue 3's setting
+    python bench/lb_sim.py --proxy-us 120 --set latency_ratio_limit=0       # Finagle/tower rule
+    python bench/lb_sim.py --proxy-us 120 --stall-every 1 --stall-ms 20     # a stalling loop
 
 Not a benchmark of Outrider's speed: a discrete-event model of ``bench/slow_host.py`` on a
 simulated clock, so a load-balancing policy can be studied on a busy machine and the same seed
@@ -16,7 +22,11 @@ The model:
 * ``--hosts`` (10) upstream hosts with a pure service time (any number of requests wait
   concurrently, as ``bench/slow_origin.py`` does): ``--fast-ms`` (5) each, the last one
   ``--slow-ms`` (50), plus uniform [0, ``--jitter-ms``) (1 ms: ``loop.call_later`` resolution).
-  The ``-healthy`` variants put every host at ``--fast-ms``.
+  The ``-healthy`` variants put every host at ``--fast-ms``. ``--host-concurrency N`` instead
+  lets a host serve only N requests at once and queues the rest (FIFO), so its latency grows
+  with load, as a real server's does once saturated. ``--recover-at S``: the slow host turns
+  fast S simulated seconds in; ``--slow-from S``: it is fast until then (either way the report
+  lists its requests per second from that moment).
 * The proxy: one event loop, modelled as a FIFO single server. A request costs
   ``--proxy-us`` of CPU, 55% on the way in (parse, route, ``choose_host``, write upstream) and
   45% on the way out (read the response, ``on_request_complete``, write downstream). With 0 the
@@ -30,7 +40,9 @@ The model:
 Reported per variant: simulated req/s, p50/p99/p99.9 of the client latency (after
 ``--warmup``), the slow host's share of the requests, and the mean number of requests in flight on
 the slow host. For peak EWMA also the estimates the balancer ended with (fast hosts' median and
-the slow host's).
+the slow host's peak estimates). ``--ewma`` adds fields to the peak EWMA config (TypedStruct
+value); ``--set`` overrides balancer attributes after construction (e.g.
+``latency_ratio_limit=0``). A 30 s run of the four default variants takes a few seconds.
 """
 
 from __future__ import annotations
@@ -42,17 +54,15 @@ import random
 import sys
 from dataclasses import dataclass, field
 
+from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import json_format
 
-sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), ".."))
-
-from envoy.config.cluster.v3 import cluster_pb2  # noqa: E402
-
-import outrider.lb.config  # noqa: E402, F401 - registers the contrib PeakEwma message
-from outrider.lb.base import LbStats  # noqa: E402
-from outrider.lb.factory import create_load_balancer  # noqa: E402
-from outrider.stats.store import StatsStore  # noqa: E402
-from outrider.upstream.host import Host, PrioritySet  # noqa: E402
+import outrider.lb.config  # noqa: F401 - registers the contrib PeakEwma message
+from outrider.lb.base import LbStats
+from outrider.lb.factory import create_load_balancer
+from outrider.lb.peak_ewma import PeakEwmaLoadBalancer
+from outrider.stats.store import StatsStore
+from outrider.upstream.host import Host, PrioritySet
 
 TYPED_STRUCT = "type.googleapis.com/xds.type.v3.TypedStruct"
 
@@ -70,6 +80,9 @@ class Scenario:
     client_gap_us: float = 20.0
     stall_every: float = 0.0  # mean seconds between loop stalls; 0 = none
     stall_ms: float = 0.0
+    host_concurrency: int = 0  # requests a host serves at once, FIFO beyond that; 0 = unlimited
+    recover_at: float = 0.0  # the slow host turns fast at this simulated second; 0 = never
+    slow_from: float = 0.0  # the slow host is fast until this simulated second
     seed: int = 1
 
 
@@ -135,7 +148,7 @@ class Clock:
 _STALL, _ARRIVE, _IN_DONE, _UPSTREAM, _OUT_DONE = range(5)
 
 
-def simulate(variant: Variant, sc: Scenario) -> Result:
+def simulate(variant: Variant, sc: Scenario, attrs: dict | None = None) -> Result:
     """Run one variant; everything is derived from ``sc.seed``."""
     rng = random.Random(sc.seed)
     clock = Clock()
@@ -144,12 +157,31 @@ def simulate(variant: Variant, sc: Scenario) -> Result:
     service = {h: sc.fast_ms / 1000.0 for h in hosts}
     if slow_host is not None:
         service[slow_host] = sc.slow_ms / 1000.0
+    limit = sc.host_concurrency
+    serving = dict.fromkeys(hosts, 0)
+    waiting: dict[Host, list] = {h: [] for h in hosts}
     cluster = json_format.ParseDict({"name": "sim", **variant.cluster}, cluster_pb2.Cluster())
     lb = create_load_balancer(cluster, PrioritySet.from_hosts(hosts),
                               rng=random.Random(sc.seed + 1), clock=clock,
                               stats=LbStats(StatsStore().scope("cluster.sim")))
+    if isinstance(lb, PeakEwmaLoadBalancer):
+        for name, value in (attrs or {}).items():  # constructor settings not in the config
+            if not hasattr(lb, name):
+                raise SystemExit(f"PeakEwmaLoadBalancer has no attribute {name!r}")
+            setattr(lb, name, value)
 
     jitter = sc.jitter_ms / 1000.0
+    fast = sc.fast_ms / 1000.0
+
+    def service_time(host: Host, t: float) -> float:
+        base = fast if (host is slow_host and (t >= sc.recover_at > 0 or t < sc.slow_from)) \
+            else service[host]
+        return base + rng.random() * jitter
+
+    # requests the slow host got in each second after --recover-at (or --slow-from)
+    change_at = sc.recover_at or sc.slow_from
+    slow_after_recovery = [0] * (int(sc.warmup + sc.duration - change_at) + 1
+                                 if change_at > 0 else 0)
     cost_in = sc.proxy_us * 0.55e-6
     cost_out = sc.proxy_us * 0.45e-6
     gap = sc.client_gap_us * 1e-6
@@ -196,8 +228,20 @@ def simulate(variant: Variant, sc: Scenario) -> Result:
             req[2] = t
             if t >= sc.warmup:
                 per_host[host] += 1
-            push(t + service[host] + rng.random() * jitter, _UPSTREAM, req)
+            if t >= change_at > 0 and host is slow_host:
+                slow_after_recovery[int(t - change_at)] += 1
+            if limit and serving[host] >= limit:
+                waiting[host].append(req)
+            else:
+                serving[host] += 1
+                push(t + service_time(host, t), _UPSTREAM, req)
         elif kind == _UPSTREAM:  # response bytes wait for the loop
+            host = req[1]
+            if limit:
+                if waiting[host]:
+                    push(t + service_time(host, t), _UPSTREAM, waiting[host].pop(0))
+                else:
+                    serving[host] -= 1
             proxy_free = max(proxy_free, t) + cost_out
             push(proxy_free, _OUT_DONE, req)
         elif kind == _OUT_DONE:  # response handled: feed the balancer, answer the client
@@ -220,6 +264,9 @@ def simulate(variant: Variant, sc: Scenario) -> Result:
         if slow_host is not None and estimate(slow_host) is not None:
             parts.append(f"slow est. {1000 * estimate(slow_host):.1f} ms")
         notes = ", ".join(p for p in parts if p)
+    if slow_after_recovery:
+        what = f"recovers at {sc.recover_at:g}" if sc.recover_at else f"turns slow at {sc.slow_from:g}"
+        notes += f", slow host requests per second after it {what} s: {slow_after_recovery}"
     return Result(
         variant=variant, requests=len(latencies), rps=len(latencies) / sc.duration,
         p50=percentile(latencies, 0.50), p99=percentile(latencies, 0.99),
@@ -265,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="rr,lr,ewma,ewma-healthy")
     parser.add_argument("--ewma", nargs="*", default=[],
                         help="extra peak EWMA config fields, key=value (e.g. decay_time=5s)")
+    parser.add_argument("--set", nargs="*", default=[], dest="attrs",
+                        help="peak EWMA balancer attributes to override after construction, "
+                             "key=value (e.g. latency_ratio_limit=0)")
     args = parser.parse_args(argv)
     sc = Scenario(**{k: getattr(args, k) for k in vars(defaults)})
     table_variants = variants(_parse_values(args.ewma))
@@ -272,12 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys if k not in table_variants]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {','.join(table_variants)}")
-    results = [simulate(table_variants[k], sc) for k in keys]
+    attrs = _parse_values(args.attrs)
+    results = [simulate(table_variants[k], sc, attrs) for k in keys]
     print(f"simulated: {sc.hosts} hosts at {sc.fast_ms:g} ms (+U[0,{sc.jitter_ms:g}) ms), one at "
           f"{sc.slow_ms:g} ms; {sc.connections} closed-loop connections; proxy "
           f"{sc.proxy_us:g} µs/req; stalls "
           + (f"{sc.stall_ms:g} ms every ~{sc.stall_every:g} s" if sc.stall_every > 0 else "none")
-          + f"; {sc.duration:g} s measured after {sc.warmup:g} s; seed {sc.seed}\n")
+          + f"; {sc.duration:g} s measured after {sc.warmup:g} s; seed {sc.seed}"
+          + (f"; peak EWMA {attrs}" if attrs else "") + "\n")
     print(table(results))
     by_key = {r.variant.key: r for r in results}
     if "ewma" in by_key and "ewma-healthy" in by_key:

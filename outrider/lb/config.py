@@ -60,9 +60,6 @@ DEFAULT_DECAY_TIME = 10.0
 # Envoy's contrib PeakEwma default; an unmeasured host looks like a fast local upstream, so it
 # gets probed soon, and one response replaces the guess.
 DEFAULT_RTT = 0.010
-# Peak EWMA: a candidate whose latency estimate is at least this many times the other's never
-# wins on load (see outrider/lb/peak_ewma.py); 0 turns the rule off (plain Finagle/tower P2C).
-DEFAULT_LATENCY_RATIO_LIMIT = 2.0
 
 
 class UnsupportedLbPolicyError(ValueError):
@@ -88,7 +85,7 @@ class LbPolicyConfig:
     # peak EWMA
     decay_time: float = DEFAULT_DECAY_TIME
     default_rtt: float = DEFAULT_RTT
-    latency_ratio_limit: float = DEFAULT_LATENCY_RATIO_LIMIT
+    latency_ratio_limit: float = 2.0  # 0 turns the slow-host rule off (plain Finagle/tower)
 
 
 def _register_contrib_peak_ewma() -> type[Message]:
@@ -328,14 +325,14 @@ def _peak_ewma(cluster: cluster_pb2.Cluster, value: dict[str, AnyValue], prefix:
     if isinstance(choice, bool) or not isinstance(choice, int | float) or int(choice) != choice \
             or choice < 2:
         raise UnsupportedLbPolicyError(f"{prefix}.choice_count: must be an integer >= 2")
-    limit = value.get("latency_ratio_limit", DEFAULT_LATENCY_RATIO_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) \
-            or not (limit == 0 or 1 < limit < float("inf")):
+    ratio = value.get("latency_ratio_limit", 2.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not (
+            ratio == 0 or ratio > 1):
         raise UnsupportedLbPolicyError(
             f"{prefix}.latency_ratio_limit: must be 0 (off) or a number greater than 1")
     return LbPolicyConfig(PEAK_EWMA, _common(cluster, False), choice_count=int(choice),
                           decay_time=decay, default_rtt=default_rtt,
-                          latency_ratio_limit=float(limit))
+                          latency_ratio_limit=float(ratio))
 
 
 def _type_name(type_url: str) -> str:

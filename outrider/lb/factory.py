@@ -97,5 +97,6 @@ def build_load_balancer(
         return PeakEwmaLoadBalancer(
             priority_set, rng=rng, clock=clock, stats=stats, common=common,
             worker_index=worker_index, decay_time=config.decay_time,
-            choice_count=config.choice_count, default_rtt=config.default_rtt)
+            choice_count=config.choice_count, default_rtt=config.default_rtt,
+            latency_ratio_limit=config.latency_ratio_limit)
     raise UnsupportedLbPolicyError(f"unknown load-balancing policy {policy!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import Counter
@@ -36,6 +37,7 @@ def test_config_values_reach_the_balancer():
 def test_defaults():
     lb, _ = _lb(hosts(2))
     assert (lb.decay_time, lb.choice_count, lb.default_rtt) == (10.0, 2, 0.010)
+    assert lb.latency_ratio_limit == 2.0
 
 
 def test_slow_host_gets_nothing_when_idle_because_draws_are_distinct():
@@ -58,36 +60,151 @@ def test_two_hosts_always_compares_both():
 
 
 def test_outstanding_requests_raise_the_cost():
+    fast, slower = hosts(2)
+    lb, _ = _lb([fast, slower])
+    lb.on_request_complete(fast, 0.005, True)
+    lb.on_request_complete(slower, 0.009, True)  # within the latency ratio limit (2x)
+    fast.active_requests = 2  # 5 ms × 3 = 15 ms > 9 ms × 1
+    assert lb.choose_host(None) is slower
+    fast.active_requests = 0  # 5 ms < 9 ms
+    assert lb.choose_host(None) is fast
+
+
+def test_load_never_makes_a_much_slower_host_win():
     fast, slow = hosts(2)
     lb, _ = _lb([fast, slow])
     lb.on_request_complete(fast, 0.005, True)
     lb.on_request_complete(slow, 0.050, True)
-    fast.active_requests = 20  # 5 ms × 21 = 105 ms > 50 ms × 1
+    fast.active_requests = 20  # cost 5 ms × 21 = 105 ms > 50 ms × 1, but slow is 10× slower
+    assert all(lb.choose_host(None) is fast for _ in range(200))
+    lb.latency_ratio_limit = 0  # off: Finagle's and tower's rule, the cost alone decides
     assert lb.choose_host(None) is slow
     fast.active_requests = 8  # 45 ms < 50 ms
     assert lb.choose_host(None) is fast
 
 
-def test_prefers_fast_hosts_under_a_closed_loop():
+def test_latency_ratio_limit_is_strict_and_compares_typical_latency():
+    a, b, c = hosts(3)
+    lb, _ = _lb([a, b, c])
+    lb.on_request_complete(a, 0.005, True)
+    lb.on_request_complete(b, 0.010, True)  # exactly 2×: the cost still decides
+    lb.on_request_complete(c, 0.0101, True)  # just over 2×
+    a.active_requests = 3  # 5 ms × 4 = 20 ms > 10 ms × 1
+    picks = Counter(lb.choose_host(None) for _ in range(300))
+    assert picks[b] > 0  # b beats the busy a on cost
+    assert picks[c] == 0  # c never beats a, and loses to b on cost (10.1 ms > 10 ms)
+
+
+def test_a_peak_on_the_fast_host_does_not_let_the_slow_host_back_in():
+    """A proxy-side stall inflates the peak estimate of hosts with responses in flight."""
     clock = ManualClock()
+    fast, slow = hosts(2)
+    lb, _ = _lb([fast, slow], clock=clock)
+    lb.on_request_complete(slow, 0.050, True)
+    for _ in range(1000):  # 1 s of 5 ms answers
+        clock.advance(0.001)
+        lb.on_request_complete(fast, 0.005, True)
+    lb.on_request_complete(fast, 0.040, True)  # one answer delayed by a 35 ms stall
+    assert lb.estimate(fast) == 0.040  # the peak believes it...
+    assert lb.typical(fast, clock.now) == pytest.approx(0.005, abs=1e-4)  # ...typical barely moves
+    fast.active_requests = 5  # cost 40 ms × 6 > slow's 50 ms, but slow is 10× slower typically
+    assert all(lb.choose_host(None) is fast for _ in range(200))
+    lb.latency_ratio_limit = 0
+    assert lb.choose_host(None) is slow  # what Finagle and tower would do
+
+
+def test_excluded_host_is_probed_again_once_its_typical_latency_has_decayed():
+    clock = ManualClock()
+    fast, slow = hosts(2)
+    lb, _ = _lb([fast, slow], clock=clock, decay_time="10s")
+    lb.on_request_complete(slow, 0.050, True)
+    fast.active_requests = 5  # cost 5 ms × 6 = 30 ms
+    # 50 ms × e^(-t/10 s) falls to 2 × 5 ms at t = 10 s × ln 5 ≈ 16.1 s.
+    for t in (1.0, 10.0, 16.0):
+        clock.now = 1000.0 + t
+        lb.on_request_complete(fast, 0.005, True)
+        assert lb.choose_host(None) is fast, t
+    clock.now = 1000.0 + 16.2
+    lb.on_request_complete(fast, 0.005, True)
+    assert lb.choose_host(None) is slow  # probed: 50 ms × e^(-1.62) ≈ 9.9 ms < 30 ms
+    lb.on_request_complete(slow, 0.050, True)  # still slow: excluded again
+    assert lb.choose_host(None) is fast
+
+
+def test_unmeasured_host_is_never_excluded_by_the_ratio_limit():
+    measured, new = hosts(2)
+    lb, _ = _lb([measured, new], default_rtt="10ms")
+    lb.on_request_complete(measured, 0.001, True)  # new's default is 10× that: no evidence yet
+    measured.active_requests = 20  # 1 ms × 21 > 10 ms
+    assert lb.choose_host(None) is new
+    measured.active_requests = 5  # 6 ms < 10 ms
+    assert lb.choose_host(None) is measured
+
+
+def test_ratio_limit_with_more_candidates():
+    hs = hosts(3)
+    lb, _ = _lb(hs, choice_count=3)
+    for h, rtt in zip(hs, (0.005, 0.006, 0.050), strict=True):
+        lb.on_request_complete(h, rtt, True)
+    hs[0].active_requests = 10  # 55 ms
+    hs[1].active_requests = 10  # 66 ms: hs[2] (50 ms × 1) is cheapest, but 10× slower
+    assert all(lb.choose_host(None) is hs[0] for _ in range(100))
+    lb.latency_ratio_limit = 0
+    assert lb.choose_host(None) is hs[2]
+
+
+def test_failures_raise_the_typical_estimate_too():
+    clock = ManualClock()
+    h = hosts(1)[0]
+    lb, _ = _lb([h], clock=clock)
+    lb.on_request_complete(h, 0.005, True)
+    clock.advance(5.0)
+    lb.on_request_complete(h, 0.0001, False)  # a fast failure counts as default_rtt (10 ms)
+    w = math.exp(-0.5)
+    assert lb.typical(h) == pytest.approx(0.005 * w + 0.010 * (1 - w))
+
+
+def _closed_loop_slow_share(limit: float, seconds: float = 4.0) -> float:
+    """Issue 3's benchmark on a simulated clock: 50 closed-loop clients, 9 hosts answering in
+    5-6 ms and one in 50-51 ms, all serving requests concurrently; the slow host's share."""
+    clock = ManualClock(0.0)
     hs = hosts(10)
     lb, _ = _lb(hs, clock=clock)
-    latency = {h: (0.050 if h is hs[0] else 0.005) for h in hs}
+    lb.latency_ratio_limit = limit
+    service = {h: (0.050 if h is hs[0] else 0.005) for h in hs}
     rng = random.Random(4)
     counts: Counter = Counter()
-    in_flight: list[tuple[float, Host]] = []
-    for step in range(20_000):  # 50 concurrent requests, completions in latency order
-        clock.now = 1000.0 + step * 0.0001
-        while len(in_flight) >= 50:
-            in_flight.sort(key=lambda x: x[0])
-            _done_at, h = in_flight.pop(0)
-            h.active_requests -= 1
-            lb.on_request_complete(h, latency[h], True)
+    done: list[tuple[float, int, Host, float]] = []  # (finish time, seq, host, start time)
+    seq = 0
+
+    def send() -> None:
+        nonlocal seq
         h = lb.choose_host(None)
         h.active_requests += 1
-        counts[h] += 1
-        in_flight.append((clock.now + latency[h] * rng.uniform(0.9, 1.1), h))
-    assert counts[hs[0]] / 20_000 < 0.02  # round robin would give it 10%
+        if clock.now >= 1.0:  # after a 1 s warm-up
+            counts[h] += 1
+        seq += 1
+        heapq.heappush(done, (clock.now + service[h] + rng.random() * 0.001, seq, h, clock.now))
+
+    for _ in range(50):
+        send()
+    while done[0][0] < seconds:
+        clock.now, _seq, h, started = heapq.heappop(done)
+        h.active_requests -= 1
+        lb.on_request_complete(h, clock.now - started, True)
+        send()
+    return counts[hs[0]] / sum(counts.values())
+
+
+def test_slow_host_gets_well_under_a_thousandth_under_a_closed_loop():
+    # p99.9 stays at the fast hosts' latency only if the slow host gets < 0.1% of requests.
+    assert _closed_loop_slow_share(2.0) < 0.0002
+
+
+def test_without_the_ratio_limit_the_slow_host_keeps_a_request_in_flight():
+    # Finagle's and tower's rule: the idle slow host (50 ms × 1) beats a fast host with 9 or
+    # more in flight, so it is nearly always busy: ~20 of ~9,000 requests a second.
+    assert 0.001 < _closed_loop_slow_share(0) < 0.005
 
 
 def test_peak_sample_is_believed_at_once_and_lower_samples_decay_in():
@@ -195,3 +312,34 @@ def test_invalid_parameters_rejected():
     with pytest.raises(ValueError, match="positive"):
         PeakEwmaLoadBalancer(ps, rng=random.Random(), clock=lambda: 0.0, stats=new_stats(),
                              decay_time=0)
+    for limit in (1.0, 0.5, -2.0, math.inf):
+        with pytest.raises(ValueError, match="latency_ratio_limit"):
+            PeakEwmaLoadBalancer(ps, rng=random.Random(), clock=lambda: 0.0, stats=new_stats(),
+                                 latency_ratio_limit=limit)
+
+
+def test_latency_ratio_limit_is_configurable_from_yaml():
+    import yaml
+    from google.protobuf import json_format
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    from outrider.lb.config import UnsupportedLbPolicyError, lb_config_from_cluster
+
+    def cluster(value: dict):
+        return json_format.ParseDict(yaml.safe_load(f"""
+name: c
+load_balancing_policy:
+  policies:
+  - typed_extension_config:
+      name: outrider.peak_ewma
+      typed_config:
+        "@type": type.googleapis.com/xds.type.v3.TypedStruct
+        type_url: outrider.lb.peak_ewma
+        value: {value}
+"""), cluster_pb2.Cluster())
+
+    assert lb_config_from_cluster(cluster({})).latency_ratio_limit == 2.0
+    assert lb_config_from_cluster(cluster({"latency_ratio_limit": 0})).latency_ratio_limit == 0
+    assert lb_config_from_cluster(cluster({"latency_ratio_limit": 3})).latency_ratio_limit == 3.0
+    with pytest.raises(UnsupportedLbPolicyError, match="latency_ratio_limit"):
+        lb_config_from_cluster(cluster({"latency_ratio_limit": 0.5}))
