@@ -320,8 +320,8 @@ def test_invalid_parameters_rejected():
 
 def test_latency_ratio_limit_is_configurable_from_yaml():
     import yaml
-    from google.protobuf import json_format
     from envoy.config.cluster.v3 import cluster_pb2
+    from google.protobuf import json_format
 
     from outrider.lb.config import UnsupportedLbPolicyError, lb_config_from_cluster
 
