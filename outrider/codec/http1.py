@@ -125,31 +125,35 @@ class ServerCodec:
         return self._in_message
 
     def feed(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            # llhttp stops after an Upgrade/CONNECT request; the caller decided what to do with
-            # it in on_request_headers. Parse any pipelined bytes with a fresh parser.
-            offset = upgrade.args[0] if upgrade.args else len(data)
-            self._parser = self._new_parser()
-            rest = data[offset:]
-            if rest:
-                self.feed(rest)
-        except httptools.HttpParserCallbackError:
-            raise self._limit_error or _bad_request("callback failed") from None
-        except httptools.HttpParserInvalidMethodError:
-            raise _bad_request("http1.codec_error: invalid method") from None
-        except httptools.HttpParserInvalidURLError:
-            raise _bad_request("http1.codec_error: invalid url") from None
-        except httptools.HttpParserError as exc:
-            if self._limit_error is not None:
-                raise self._limit_error from None
-            text = str(exc)
-            if "HTTP version" in text:
-                raise CodecError(426, "Upgrade Required", "http1.codec_error: " + text) from None
-            if "Transfer-Encoding" in text and "Content-Length" not in text:
-                raise CodecError(501, "Not Implemented", "http1.invalid_transfer_encoding") from None
-            raise _bad_request("http1.codec_error: " + text) from None
+        while data:
+            try:
+                self._parser.feed_data(data)
+                return
+            except httptools.HttpParserUpgrade as upgrade:
+                # llhttp stops after an Upgrade/CONNECT request; the caller decided what to do
+                # with it in on_request_headers. Parse any pipelined bytes with a fresh parser.
+                offset = upgrade.args[0] if upgrade.args else len(data)
+                self._parser = self._new_parser()
+                data = data[offset:]
+            except httptools.HttpParserError as exc:
+                raise self._codec_error(exc) from None
+
+    def _codec_error(self, exc: httptools.HttpParserError) -> CodecError:
+        """The CodecError for a parser failure: the limit we raised, or llhttp's complaint."""
+        if self._limit_error is not None:
+            return self._limit_error
+        if isinstance(exc, httptools.HttpParserCallbackError):
+            return _bad_request("callback failed")
+        if isinstance(exc, httptools.HttpParserInvalidMethodError):
+            return _bad_request("http1.codec_error: invalid method")
+        if isinstance(exc, httptools.HttpParserInvalidURLError):
+            return _bad_request("http1.codec_error: invalid url")
+        text = str(exc)
+        if "HTTP version" in text:
+            return CodecError(426, "Upgrade Required", "http1.codec_error: " + text)
+        if "Transfer-Encoding" in text and "Content-Length" not in text:
+            return CodecError(501, "Not Implemented", "http1.invalid_transfer_encoding")
+        return _bad_request("http1.codec_error: " + text)
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -203,7 +207,7 @@ class ServerCodec:
                 framing = "chunked"
             elif name == "connection":
                 named = _named_by_connection(value, named)
-            elif name == "te" and value.strip().lower() == "trailers":
+            elif name == "te" and "trailers" in value.lower():
                 items.append(("te", "trailers"))  # Envoy forwards only this TE value
             # other connection-level headers (keep-alive, ...) end at this hop
         if named:
@@ -262,7 +266,7 @@ class ClientCodec:
     whatever the headers say. ``feed`` raises ``httptools.HttpParserError`` on garbage.
     """
 
-    __slots__ = ("callbacks", "_parser", "_headers", "_head", "_skip", "_done_early")
+    __slots__ = ("callbacks", "_parser", "_headers", "_head", "_skip", "_done_early", "in_message")
 
     def __init__(self, callbacks) -> None:
         self.callbacks = callbacks
@@ -271,6 +275,9 @@ class ClientCodec:
         self._head = False
         self._skip = False
         self._done_early = False
+        # True between a response's first byte and its end: bytes past a response's end in the
+        # same read show up here.
+        self.in_message = False
 
     def expect_head_response(self) -> None:
         self._head = True
@@ -284,10 +291,15 @@ class ClientCodec:
         if self._done_early:
             # Bytes after a HEAD response: the upstream broke framing.
             raise httptools.HttpParserError("data after HEAD response")
-        self._parser.feed_data(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # A 101 nobody asked for (Outrider sends no upgrades upstream): a protocol error.
+            raise httptools.HttpParserError("unexpected upgrade response") from None
 
     def on_message_begin(self) -> None:
         self._headers = []
+        self.in_message = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
@@ -322,6 +334,7 @@ class ClientCodec:
         if self._head:
             # llhttp cannot be told to skip the body of a HEAD response; finish here.
             self._done_early = True
+            self.in_message = False
             self.callbacks.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -329,6 +342,7 @@ class ClientCodec:
             self.callbacks.on_response_data(body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         if self._skip:
             self._skip = False
             return

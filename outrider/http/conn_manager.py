@@ -104,7 +104,7 @@ class ConnectionManager:
     # -- transport events (called by net.downstream) -------------------------------------------
 
     def on_data(self, data: bytes) -> None:
-        if self._codec_failed:
+        if self._codec_failed or self.closed:
             return
         if self._headers_timer is None and self.decoding is None and self.config.request_headers_timeout:
             self._headers_timer = self.loop.call_later(
@@ -113,11 +113,6 @@ class ConnectionManager:
             self.codec.feed(data)
         except CodecError as error:
             self._on_codec_error(error)
-            return
-        stream = self.decoding
-        if stream is not None and stream.response_complete and not stream.request_complete:
-            # The response is out but the request is still arriving: HTTP/1 cannot re-sync.
-            self.close(abort=True)
 
     def on_connection_lost(self) -> None:
         if self.closed:
@@ -139,6 +134,8 @@ class ConnectionManager:
 
     def on_request_headers(self, headers: RequestHeaders, version: str, keep_alive: bool,
                            framing: str) -> None:
+        if self.closed:
+            return  # a reply earlier in this read closed the connection; the rest is moot
         if self._headers_timer is not None:
             self._headers_timer.cancel()
             self._headers_timer = None
@@ -152,10 +149,13 @@ class ConnectionManager:
             self.connection.read_disable(True)
 
     def on_request_data(self, data: bytes) -> None:
-        self.decoding.on_request_data(data)
+        if self.decoding is not None:
+            self.decoding.on_request_data(data)
 
     def on_request_complete(self) -> None:
         stream = self.decoding
+        if stream is None:
+            return  # the connection closed while this request was being read
         stream.on_request_complete()
         if stream.response_complete:
             self.decoding = None
@@ -214,8 +214,8 @@ class ConnectionManager:
         self._idle_timer = None
         if self.closed:
             return
-        remaining = timeout if self.streams or self.decoding else (
-            self._idle_since + timeout - self.loop.time())
+        busy = self.streams or self.decoding or self.codec.in_message
+        remaining = timeout if busy else self._idle_since + timeout - self.loop.time()
         if remaining > 0:
             self._idle_timer = self.loop.call_later(remaining, self._check_idle, timeout)
             return
@@ -319,6 +319,7 @@ class ActiveStream:
         headers = self.request_headers
         if self.version == "1.0":
             if not config.accept_http_10:
+                cm.stats.downstream_cx_protocol_error.inc()  # a codec-level refusal in Envoy
                 self.response_flags = "DPE"
                 self.send_local_reply(426, "Upgrade Required", "http1.0_disallowed", close=True)
                 return
@@ -447,7 +448,9 @@ class ActiveStream:
                 headers.set_default("x-request-id", request_id)
         if headers.get("date") is None:
             headers.add("date", http_date())
-        if close or cm.draining:
+        if close or cm.draining or (not self.request_complete and self.framing != "none"):
+            # A response that starts before its request body has arrived ends the connection
+            # (Envoy: HTTP/1 cannot find the next request's start once it stops reading one).
             self.close_connection = True
         if not end_stream and "content-length" not in headers and not self.head_request \
                 and headers.status not in (204, 304):

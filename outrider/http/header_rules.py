@@ -80,7 +80,7 @@ def mutate_request_headers(
     for name, value in headers.items():
         if name[0] == "x":
             if name == "x-forwarded-for":
-                xff = value
+                xff = value if xff is None else f"{xff},{value}"  # repeated: one list
             elif name == "x-request-id":
                 request_id = value
             elif name == "x-forwarded-proto":
@@ -91,13 +91,21 @@ def mutate_request_headers(
             has_hop_by_hop = True
     if has_hop_by_hop:
         strip_hop_by_hop(headers)
+    trusted_hops = config.xff_num_trusted_hops
     if config.use_remote_address:
-        # Only the connection's own peer can make a request internal; a client-supplied
+        # The client is the peer, or with N trusted proxies in front the Nth XFF entry from
+        # the right. Only that address can make a request internal; a client-supplied
         # x-forwarded-for never does (Envoy 1.40 treats such requests as external too).
-        internal = is_internal_address(remote_ip)
+        client_ip = remote_ip
+        if trusted_hops:
+            entries = [e.strip() for e in xff.split(",")] if xff else []
+            client_ip = entries[-trusted_hops] if len(entries) >= trusted_hops else remote_ip
+        internal = is_internal_address(client_ip)
         if not config.skip_xff_append:
             headers.set("x-forwarded-for", f"{xff},{remote_ip}" if xff else remote_ip)
-        headers.set("x-forwarded-proto", headers.scheme)
+        # A trusted proxy's x-forwarded-proto stands; an untrusted client's is replaced.
+        if not trusted_hops or xfp is None:
+            headers.set("x-forwarded-proto", headers.scheme)
     else:
         internal = False
         if xfp is None:
@@ -110,7 +118,7 @@ def mutate_request_headers(
             headers.remove_if(_EXTERNAL_STRIP_EDGE.__contains__ if edge
                               else _EXTERNAL_STRIP.__contains__)
         if config.use_remote_address:
-            headers.set("x-envoy-external-address", remote_ip)
+            headers.set("x-envoy-external-address", client_ip)
     else:
         headers.set("x-envoy-internal", "true")
     if config.generate_request_id:

@@ -19,7 +19,7 @@ log = logging.getLogger("outrider.net")
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "codec", "request", "requests_served", "keep_alive", "framing",
-        "closed", "idle_since", "_read_disabled",
+        "closed", "idle_since", "_read_disabled", "_release_pending",
     )
 
     def __init__(self, pool) -> None:
@@ -32,6 +32,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.framing = "none"
         self.closed = False
         self.idle_since = 0.0
+        self._release_pending = False
         self._read_disabled = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
@@ -43,7 +44,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         request = self.request
-        downstream = request.downstream if request is not None else None
+        if request is None:
+            # Bytes nobody asked for on an idle connection (a late 408, garbage): its framing
+            # can no longer be trusted, so it must not serve another request.
+            self.close()
+            return
+        downstream = request.downstream  # None for requests of the proxy's own (probes)
         if downstream is not None:
             downstream.cork()
         try:
@@ -56,6 +62,12 @@ class UpstreamConnection(asyncio.Protocol):
         finally:
             if downstream is not None:
                 downstream.uncork()
+        if self._release_pending:
+            self._release_pending = False
+            if self.codec.in_message or self.closed:
+                self.close()  # the upstream sent more than the response: framing is broken
+            else:
+                self.pool.release(self)
 
     def eof_received(self):
         return False  # close the transport; connection_lost follows
@@ -106,6 +118,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.closed = True
             self.request = None
             self.transport.abort()
+            self.pool.on_client_closed(self)  # out of the pool now, not when the loop reports it
 
     # -- ClientCodec callbacks -----------------------------------------------------------------
 
@@ -128,7 +141,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self._read_disabled:
             self.read_disable(False)
         if reusable and not self.closed:
-            self.pool.release(self)
+            # Released once the current read is fully parsed (data_received), so bytes after
+            # the response's end are seen before the connection can carry another request.
+            self._release_pending = True
         else:
             self.close()
 

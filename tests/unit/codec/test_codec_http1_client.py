@@ -7,8 +7,14 @@ import pytest
 from codec_helpers import ResponseRecorder, bytewise, parse_responses
 
 from outrider.codec.http1 import (
-    CONTINUE_100, LAST_CHUNK, ClientCodec, encode_chunk, encode_request_head,
-    encode_response_head, reason_phrase, status_line,
+    CONTINUE_100,
+    LAST_CHUNK,
+    ClientCodec,
+    encode_chunk,
+    encode_request_head,
+    encode_response_head,
+    reason_phrase,
+    status_line,
 )
 from outrider.http.headers import RequestHeaders, ResponseHeaders
 
@@ -154,9 +160,6 @@ def test_pipelined_responses_in_one_feed():
         assert parse_responses([data[:cut], data[cut:]]) == expected, cut
 
 
-@pytest.mark.xfail(strict=True, raises=httptools.HttpParserUpgrade,
-                   reason="bug: a 101 response makes feed raise HttpParserUpgrade, which is not "
-                          "an HttpParserError, so UpstreamConnection.data_received lets it escape")
 def test_unsolicited_101_raises_only_parser_errors():
     data = response("HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\nConnection: upgrade\n")
     try:

@@ -139,18 +139,25 @@ class FakeRouteTable:
 
 
 class FakeRouter:
-    """The last filter: records what it is given; the test answers through ``respond``."""
+    """The last filter: records what it is given; the test answers through ``respond``.
 
-    def __init__(self, stream) -> None:
+    With ``answer`` set (a status), it answers every request as soon as its headers arrive,
+    as a direct-response route would.
+    """
+
+    def __init__(self, stream, answer: int | None = None) -> None:
         self.stream = stream
         self.events: list[tuple] = []
         self.deadline: float | None = None
         self.weighted_cluster = None
         self.request_headers = None
+        self.answer = answer
 
     def decode_headers(self, headers, end_stream: bool) -> None:
         self.request_headers = headers
         self.events.append(("headers", headers.method, headers.path, end_stream))
+        if self.answer is not None:
+            self.respond(self.answer, headers.path.encode())
 
     def decode_data(self, data: bytes, end_stream: bool) -> None:
         self.events.append(("data", data, end_stream))
@@ -169,12 +176,13 @@ class FakeRouter:
 
     def respond(self, status: int = 200, body: bytes = b"", headers=(), end: bool = True,
                 content_length: bool = True) -> None:
+        """Send a response as the upstream gave it (with its own ``date``)."""
         items = list(headers)
         if content_length:
             items.append(("content-length", str(len(body))))
         items.append(("date", DATE))
         self.stream.encode_headers(ResponseHeaders(status, items), end and not body)
-        if body or (end and False):
+        if body:
             self.stream.encode_data(body, end)
 
 
@@ -182,7 +190,8 @@ class Downstream:
     """One downstream connection (DownstreamConnection + ConnectionManager) over fakes."""
 
     def __init__(self, route: FakeRoute | None = None, buffer_limit: int = 1024 * 1024,
-                 peer=("203.0.113.7", 40000), **config) -> None:
+                 peer=("203.0.113.7", 40000), answer: int | None = None, **config) -> None:
+        self.answer = answer
         self.loop = FakeLoop()
         self.store = StatsStore()
         self.stats = HttpStats(self.store.scope("http.test"))
@@ -202,7 +211,7 @@ class Downstream:
         self.manager = self.connection.manager
 
     def _new_router(self, stream) -> FakeRouter:
-        router = FakeRouter(stream)
+        router = FakeRouter(stream, self.answer)
         self.routers.append(router)
         return router
 
@@ -224,12 +233,24 @@ class Downstream:
 
 def local_reply(status_line: str, body: bytes = b"", close: bool = False,
                 extra: bytes = b"") -> bytes:
-    """The exact bytes of a local reply as the connection manager encodes it."""
+    """The exact bytes of a local reply as the connection manager encodes it (``extra``:
+    header lines the route adds, after content-length)."""
     head = f"HTTP/1.1 {status_line}\r\n".encode()
     if body:
         head += b"content-type: text/plain\r\n"
     head += b"content-length: %d\r\n" % len(body) + extra
     head += b"server: outrider\r\ndate: " + DATE.encode() + b"\r\n"
+    if close:
+        head += b"connection: close\r\n"
+    return head + b"\r\n" + body
+
+
+def upstream_reply(status_line: str, body: bytes = b"", close: bool = False,
+                   extra: bytes = b"") -> bytes:
+    """The exact bytes of a response ``FakeRouter.respond`` sent, after the header rules."""
+    head = f"HTTP/1.1 {status_line}\r\n".encode() + extra
+    head += b"content-length: %d\r\ndate: " % len(body) + DATE.encode() + b"\r\n"
+    head += b"server: outrider\r\n"
     if close:
         head += b"connection: close\r\n"
     return head + b"\r\n" + body

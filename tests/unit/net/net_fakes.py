@@ -1,0 +1,118 @@
+"""Fakes for the I/O shell tests: a recording transport, a stand-in connection manager, pool
+and request. Imported by name (``from net_fakes import ...``); unique across the test tree."""
+
+from __future__ import annotations
+
+
+class RecordingTransport:
+    def __init__(self, peer=("198.51.100.9", 51000), sock=("192.0.2.1", 10000)) -> None:
+        self.extra = {"peername": peer, "sockname": sock}
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+        self.calls: list[str] = []
+        self.limits = None
+
+    def get_extra_info(self, name, default=None):
+        return self.extra.get(name, default)
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        self.limits = (high, low)
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.calls.append("close")
+        self.closed = True
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+        self.closed = self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+
+class FakeManager:
+    """Stands in for the ConnectionManager: replays a script of writes for each read."""
+
+    def __init__(self, connection, script=None) -> None:
+        self.connection = connection
+        self.script = script or (lambda data: None)
+        self.events: list[tuple] = []
+
+    def on_data(self, data: bytes) -> None:
+        self.events.append(("data", data))
+        self.script(data)
+
+    def on_connection_lost(self) -> None:
+        self.events.append(("lost",))
+
+    def on_write_watermark(self, high: bool) -> None:
+        self.events.append(("watermark", high))
+
+    def close(self, abort: bool = False) -> None:
+        self.events.append(("close", abort))
+        self.connection.close(abort)
+
+
+class FakePool:
+    def __init__(self, buffer_limit: int = 65536) -> None:
+        self.buffer_limit = buffer_limit
+        self.host = "10.0.0.5:8080"
+        self.released: list = []
+        self.closed: list = []
+
+    def release(self, client) -> None:
+        self.released.append(client)
+
+    def on_client_closed(self, client) -> None:
+        self.closed.append(client)
+
+
+class Corkable:
+    """The downstream connection as the upstream side sees it: cork and uncork."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def cork(self) -> None:
+        self.calls.append("cork")
+
+    def uncork(self) -> None:
+        self.calls.append("uncork")
+
+
+class Request:
+    def __init__(self, reusable: bool = True, downstream=None) -> None:
+        self.reusable = reusable
+        self.downstream = downstream
+        self.events: list[tuple] = []
+        self.response_started = False
+
+    def on_pool_ready(self, client) -> None:
+        self.events.append(("ready",))
+
+    def on_response_headers(self, headers, keep_alive, framing) -> None:
+        self.response_started = True
+        self.events.append(("headers", headers.status, keep_alive, framing))
+
+    def on_response_data(self, data: bytes) -> None:
+        self.events.append(("data", data))
+
+    def on_response_complete(self) -> None:
+        self.events.append(("complete",))
+
+    def on_reset(self, reason: str) -> None:
+        self.events.append(("reset", reason))
+
+    def on_upstream_write_watermark(self, high: bool) -> None:
+        self.events.append(("watermark", high))
+
+    def can_reuse_connection(self) -> bool:
+        return self.reusable

@@ -1,0 +1,153 @@
+"""DownstreamConnection, the asyncio Protocol in front of the connection manager: addresses,
+corked writes, close versus abort, and the counted read_disable (Envoy's readDisable)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from net_fakes import FakeManager, RecordingTransport
+
+from outrider.net import downstream as downstream_module
+from outrider.net.downstream import DownstreamConnection
+
+
+@pytest.fixture
+def conn(monkeypatch):
+    """A DownstreamConnection whose ConnectionManager is a FakeManager."""
+    created = []
+
+    def fake_manager(config, router_factory, connection, loop, stats):
+        manager = FakeManager(connection)
+        created.append(manager)
+        return manager
+
+    monkeypatch.setattr(downstream_module, "ConnectionManager", fake_manager)
+    factory = SimpleNamespace(buffer_limit=1000, hcm_config=None, router_factory=None, loop=None,
+                              http_stats=None, opened=[], closed=[])
+    factory.on_connection_open = factory.opened.append
+    factory.on_connection_close = factory.closed.append
+    connection = DownstreamConnection(factory)
+    transport = RecordingTransport()
+    connection.connection_made(transport)
+    return connection, transport, created[0], factory
+
+
+def test_connection_made_records_addresses_and_limits(conn):
+    connection, transport, _, factory = conn
+    assert (connection.remote_ip, connection.remote_address, connection.local_address) == (
+        "198.51.100.9", "198.51.100.9:51000", "192.0.2.1:10000")
+    assert transport.limits == (1000, 500)
+    assert factory.opened == [connection]
+
+
+def test_writes_during_a_read_leave_in_one_send(conn):
+    connection, transport, manager, _ = conn
+    manager.script = lambda data: [connection.write(part) for part in (b"a", b"b", b"c")]
+    connection.data_received(b"x")
+    assert transport.writes == [b"abc"]
+
+
+def test_a_single_write_during_a_read_is_sent_as_is(conn):
+    connection, transport, manager, _ = conn
+    manager.script = lambda data: connection.write(b"only")
+    connection.data_received(b"x")
+    assert transport.writes == [b"only"]
+
+
+def test_nothing_is_sent_for_a_read_without_writes(conn):
+    connection, transport, _, _ = conn
+    connection.data_received(b"x")
+    assert transport.writes == []
+
+
+def test_writes_outside_a_read_go_straight_out(conn):
+    connection, transport, _, _ = conn
+    connection.write(b"a")
+    connection.write(b"b")
+    assert transport.writes == [b"a", b"b"]
+
+
+def test_cork_collects_until_uncork(conn):
+    connection, transport, _, _ = conn
+    connection.cork()
+    connection.write(b"head")
+    connection.cork()  # nested cork keeps the batch
+    connection.write(b"body")
+    assert transport.writes == []
+    connection.uncork()
+    assert transport.writes == [b"headbody"]
+
+
+def test_close_flushes_corked_writes_first(conn):
+    connection, transport, manager, _ = conn
+
+    def script(data):
+        connection.write(b"reply")
+        connection.close()
+
+    manager.script = script
+    connection.data_received(b"x")
+    assert transport.writes == [b"reply"]
+    assert transport.calls == ["close"]
+
+
+def test_abort_and_writes_after_close_are_dropped(conn):
+    connection, transport, _, _ = conn
+    connection.close(abort=True)
+    connection.close()
+    connection.write(b"late")
+    assert transport.calls == ["abort"]
+    assert transport.writes == []
+
+
+def test_read_disable_is_counted(conn):
+    connection, transport, _, _ = conn
+    connection.read_disable(True)
+    connection.read_disable(True)
+    connection.read_disable(False)
+    assert transport.calls == ["pause"]
+    connection.read_disable(False)
+    assert transport.calls == ["pause", "resume"]
+    connection.read_disable(False)  # unbalanced enable: ignored
+    assert transport.calls == ["pause", "resume"]
+    connection.read_disable(True)
+    assert transport.calls == ["pause", "resume", "pause"]
+
+
+def test_read_disable_after_close_does_not_touch_the_transport(conn):
+    connection, transport, _, _ = conn
+    connection.read_disable(True)
+    connection.close()
+    connection.read_disable(False)
+    assert transport.calls == ["pause", "close"]
+
+
+def test_write_watermarks_reach_the_manager(conn):
+    connection, _, manager, _ = conn
+    connection.pause_writing()
+    connection.resume_writing()
+    assert manager.events == [("watermark", True), ("watermark", False)]
+
+
+def test_connection_lost_reaches_the_manager_and_listener(conn):
+    connection, _, manager, factory = conn
+    connection.connection_lost(None)
+    assert manager.events == [("lost",)]
+    assert factory.closed == [connection]
+    assert connection.eof_received() is False
+
+
+def test_an_internal_error_costs_only_the_connection(conn, caplog):
+    connection, transport, manager, _ = conn
+
+    def script(data):
+        connection.write(b"partial")
+        raise RuntimeError("bug")
+
+    manager.script = script
+    connection.data_received(b"x")
+    assert manager.events[-1] == ("close", True)
+    assert transport.aborted is True
+    assert transport.writes == [b"partial"]
+    assert "internal error on downstream connection 198.51.100.9:51000" in caplog.text

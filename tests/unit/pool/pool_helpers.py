@@ -1,0 +1,254 @@
+"""Fakes for the connection pool tests: a loop whose clock, timers and connection attempts the
+test drives, a recording transport, and a request that records what the pool tells it.
+
+Imported by name (``from pool_helpers import ...``); the name is unique across the test tree.
+"""
+
+from __future__ import annotations
+
+from outrider.pool.http1 import Http1ConnPool
+from outrider.stats.store import StatsStore
+from outrider.upstream.cluster import ClusterStats, UpstreamSettings
+from outrider.upstream.host import Host
+
+OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+OK_CLOSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+class FakeHandle:
+    __slots__ = ("when", "callback", "args", "cancelled", "fired")
+
+    def __init__(self, when: float, callback, args) -> None:
+        self.when = when
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+        self.fired = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeTransport:
+    def __init__(self, loop: FakeLoop, protocol) -> None:
+        self.loop = loop
+        self.protocol = protocol
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+        self.reading = True
+        self.limits = None
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        self.limits = (high, low)
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.writes.append(bytes(data))
+
+    def abort(self) -> None:
+        # As asyncio does: connection_lost follows on a later loop iteration.
+        if not self.closed:
+            self.closed = self.aborted = True
+            self.loop.call_soon(self.protocol.connection_lost, None)
+
+    close = abort
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def peer_closes(self) -> None:
+        """The upstream closed the connection."""
+        if not self.closed:
+            self.closed = True
+            self.protocol.connection_lost(None)
+
+
+class ConnectAttempt:
+    """What ``loop.create_connection`` returns here; ``create_task`` wraps it in a FakeTask."""
+
+    def __init__(self, factory, host: str, port: int) -> None:
+        self.factory = factory
+        self.host = host
+        self.port = port
+
+
+class FakeTask:
+    def __init__(self, loop: FakeLoop, attempt: ConnectAttempt) -> None:
+        self.loop = loop
+        self.attempt = attempt
+        self.callbacks: list = []
+        self._done = False
+        self._cancelled = False
+        self._exception: BaseException | None = None
+        self.protocol = None
+        self.transport: FakeTransport | None = None
+
+    def add_done_callback(self, callback) -> None:
+        self.callbacks.append(callback)
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def exception(self):
+        return self._exception
+
+    def cancel(self) -> bool:
+        if self._done:
+            return False
+        self._cancelled = True
+        self._finish()
+        return True
+
+    def succeed(self) -> FakeTransport:
+        """The TCP handshake completed: make the protocol and its transport."""
+        protocol = self.attempt.factory()
+        self.protocol = protocol
+        self.transport = FakeTransport(self.loop, protocol)
+        protocol.connection_made(self.transport)
+        self._finish()
+        return self.transport
+
+    def fail(self, error: BaseException | None = None) -> None:
+        self._exception = error or ConnectionRefusedError(111, "Connection refused")
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        for callback in self.callbacks:
+            self.loop.call_soon(callback, self)
+        self.loop.run_ready()
+
+
+class FakeLoop:
+    """A manual clock with timers, a ready queue and connection attempts the test completes."""
+
+    def __init__(self, now: float = 500.0) -> None:
+        self.now = now
+        self.timers: list[FakeHandle] = []
+        self.ready: list[FakeHandle] = []
+        self.tasks: list[FakeTask] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback, *args) -> FakeHandle:
+        handle = FakeHandle(self.now + delay, callback, args)
+        self.timers.append(handle)
+        return handle
+
+    def call_soon(self, callback, *args) -> FakeHandle:
+        handle = FakeHandle(self.now, callback, args)
+        self.ready.append(handle)
+        return handle
+
+    def create_connection(self, factory, host: str, port: int) -> ConnectAttempt:
+        return ConnectAttempt(factory, host, port)
+
+    def create_task(self, attempt: ConnectAttempt) -> FakeTask:
+        task = FakeTask(self, attempt)
+        self.tasks.append(task)
+        return task
+
+    def run_ready(self) -> None:
+        while self.ready:
+            handle = self.ready.pop(0)
+            if not handle.cancelled:
+                handle.callback(*handle.args)
+
+    def pending_timers(self) -> list[FakeHandle]:
+        return sorted((t for t in self.timers if not t.cancelled and not t.fired),
+                      key=lambda t: t.when)
+
+    def advance(self, seconds: float) -> None:
+        target = self.now + seconds
+        self.run_ready()
+        while True:
+            due = [t for t in self.pending_timers() if t.when <= target]
+            if not due:
+                break
+            self.now = max(self.now, due[0].when)
+            due[0].fired = True
+            due[0].callback(*due[0].args)
+            self.run_ready()
+        self.now = target
+
+
+class FakeRequest:
+    """Stands in for an UpstreamRequest: records pool and connection events."""
+
+    def __init__(self, name: str = "r", reusable: bool = True, method: str = "GET") -> None:
+        self.name = name
+        self.reusable = reusable
+        self.method = method
+        self.downstream = None
+        self.events: list[tuple] = []
+        self.client = None
+        self.response_started = False
+
+    def on_pool_ready(self, client) -> None:
+        self.client = client
+        self.events.append(("ready", client))
+        if self.method == "HEAD":
+            client.codec.expect_head_response()
+        client.write(f"{self.method} /{self.name} HTTP/1.1\r\nhost: h\r\n\r\n".encode())
+
+    def on_pool_failure(self, reason: str, flag: str) -> None:
+        self.events.append(("failure", reason, flag))
+
+    def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
+        self.response_started = True
+        self.events.append(("headers", headers.status, keep_alive, framing))
+
+    def on_response_data(self, data: bytes) -> None:
+        self.events.append(("data", data))
+
+    def on_response_complete(self) -> None:
+        self.events.append(("complete",))
+
+    def on_reset(self, reason: str) -> None:
+        self.events.append(("reset", reason))
+
+    def on_upstream_write_watermark(self, high: bool) -> None:
+        self.events.append(("watermark", high))
+
+    def can_reuse_connection(self) -> bool:
+        return self.reusable
+
+    def __repr__(self) -> str:
+        return f"FakeRequest({self.name})"
+
+
+class PoolFixture:
+    """One Http1ConnPool for host 10.0.0.5:8080 over a FakeLoop."""
+
+    def __init__(self, **settings) -> None:
+        self.loop = FakeLoop()
+        self.store = StatsStore()
+        self.stats = ClusterStats(self.store.scope("cluster.c"))
+        self.settings = UpstreamSettings(**settings)
+        self.host = Host("10.0.0.5", 8080)
+        self.pool = Http1ConnPool(self.host, self.settings, self.stats, self.loop)
+
+    def request(self, name: str = "r", reusable: bool = True, method: str = "GET") -> FakeRequest:
+        request = FakeRequest(name, reusable, method)
+        self.pool.new_stream(request)
+        return request
+
+    def counter(self, name: str) -> int:
+        return self.store.counter("cluster.c." + name).value
+
+    def gauge(self, name: str) -> int:
+        return self.store.gauge("cluster.c." + name).value
+
+    def connected(self, task_index: int) -> FakeTransport:
+        return self.loop.tasks[task_index].succeed()
