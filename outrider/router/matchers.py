@@ -424,8 +424,7 @@ def _compile_conditions(match: Any, where: str) -> Callable[[Any, int], bool] | 
         checks.append(lambda _h, random_value: random_value % denominator < numerator)
     if match.HasField("grpc"):
         checks.append(lambda headers, _r: is_grpc_request(headers))
-    for header in match.headers:
-        checks.append(_header_check(HeaderMatcher.from_proto(header, where)))
+    checks.extend(_header_check(HeaderMatcher.from_proto(h, where)) for h in match.headers)
     if len(match.query_parameters):
         params = tuple(QueryParameterMatcher.from_proto(q, where) for q in match.query_parameters)
 

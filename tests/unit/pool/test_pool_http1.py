@@ -3,7 +3,6 @@ attempts, the pending queue, reuse order, limits and idle timeouts, as Envoy's H
 
 from __future__ import annotations
 
-import pytest
 from pool_helpers import OK_CLOSE, OK_EMPTY, PoolFixture
 
 
