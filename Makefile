@@ -45,7 +45,6 @@ bench-lb: $(VENV)/.envoy tools
 	$(PY) bench/slow_host.py --output bench/RESULTS.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
-	$(PY) -m pip install -q ruff
 	$(VENV)/bin/ruff check outrider tests bench demo
 
 clean:
