@@ -441,18 +441,18 @@ class ActiveStream:
         cm = self.cm
         self.response_started = True
         self.response_status = headers.status
-        mutate_response_headers(headers, cm.config.header_rules)
+        has_date, has_length = mutate_response_headers(headers, cm.config.header_rules)
         if cm.config.always_set_request_id_in_response:
             request_id = self.request_headers.get("x-request-id")
             if request_id is not None:
                 headers.set_default("x-request-id", request_id)
-        if headers.get("date") is None:
+        if not has_date:
             headers.add("date", http_date())
         if close or cm.draining or (not self.request_complete and self.framing != "none"):
             # A response that starts before its request body has arrived ends the connection
             # (Envoy: HTTP/1 cannot find the next request's start once it stops reading one).
             self.close_connection = True
-        if not end_stream and "content-length" not in headers and not self.head_request \
+        if not end_stream and not has_length and not self.head_request \
                 and headers.status not in (204, 304):
             if self.version == "1.1":
                 self.chunked_response = True

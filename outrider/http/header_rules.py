@@ -145,10 +145,34 @@ _EXTERNAL_STRIP_EDGE = _EXTERNAL_STRIP | {
 }
 
 
-def mutate_response_headers(headers: ResponseHeaders, config: HeaderRulesConfig) -> None:
-    strip_hop_by_hop(headers)
+def mutate_response_headers(headers: ResponseHeaders, config: HeaderRulesConfig) -> tuple[bool, bool]:
+    """Apply the response rules in place (hop-by-hop, ``server``).
+
+    Returns whether the response has a ``date`` and a ``content-length`` header, found in the
+    same single pass (the encoder needs both; this runs for every response).
+    """
+    items = headers.items()
+    server_at = -1
+    servers = 0
+    has_date = has_length = has_hop_by_hop = False
+    for i, (name, _) in enumerate(items):
+        if name == "server":
+            server_at = i
+            servers += 1
+        elif name == "date":
+            has_date = True
+        elif name == "content-length":
+            has_length = True
+        elif name in HOP_BY_HOP:
+            has_hop_by_hop = True
+    if has_hop_by_hop:
+        strip_hop_by_hop(headers)
     mode = config.server_header_transformation
     if mode == "OVERWRITE":
-        headers.set("server", config.server_name)
-    elif mode == "APPEND_IF_ABSENT":
-        headers.set_default("server", config.server_name)
+        if servers == 1 and not has_hop_by_hop:
+            items[server_at] = ("server", config.server_name)
+        else:
+            headers.set("server", config.server_name)
+    elif mode == "APPEND_IF_ABSENT" and not servers:
+        headers.add("server", config.server_name)
+    return has_date, has_length
