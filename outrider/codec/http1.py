@@ -42,7 +42,7 @@ HOP_BY_HOP = frozenset((
 # (the connection manager strips any that a filter adds later). ``upgrade`` stays in the map
 # so the connection manager can refuse or ignore the upgrade.
 _CONNECTION_LEVEL = HOP_BY_HOP - {"upgrade"}
-_REQUEST_SPECIAL = _CONNECTION_LEVEL | {"host", "content-length"}
+_REQUEST_SPECIAL = _CONNECTION_LEVEL | {"host", "content-length", "expect", "upgrade"}
 _RESPONSE_SPECIAL = _CONNECTION_LEVEL | {"content-length"}
 # Connection tokens that are options, not header names to drop.
 _CONNECTION_OPTIONS = frozenset(("close", "keep-alive", "upgrade"))
@@ -95,6 +95,7 @@ class ServerCodec:
     __slots__ = (
         "callbacks", "_parser", "_url", "_headers", "_header_bytes", "_max_header_bytes",
         "_max_headers_count", "_limit_error", "_in_message", "_allow_absolute_url",
+        "upgrade", "expect_continue",
     )
 
     def __init__(self, callbacks, max_request_headers_kb: int = 60, max_headers_count: int = 100,
@@ -118,6 +119,11 @@ class ServerCodec:
         self._header_bytes = 0
         self._limit_error: CodecError | None = None
         self._in_message = False
+        # Of the request whose headers were just delivered: its Upgrade header value (the
+        # header stays in the map) and whether it asked for 100-continue (that one does not:
+        # the proxy answers it, as Envoy does).
+        self.upgrade: str | None = None
+        self.expect_continue = False
 
     @property
     def in_message(self) -> bool:
@@ -207,6 +213,14 @@ class ServerCodec:
                 framing = "chunked"
             elif name == "connection":
                 named = _named_by_connection(value, named)
+            elif name == "upgrade":
+                self.upgrade = value
+                items.append((name, value))
+            elif name == "expect":
+                if value.lower() == "100-continue":
+                    self.expect_continue = True
+                else:
+                    items.append((name, value))
             elif name == "te" and "trailers" in value.lower():
                 items.append(("te", "trailers"))  # Envoy forwards only this TE value
             # other connection-level headers (keep-alive, ...) end at this hop

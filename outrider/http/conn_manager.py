@@ -140,6 +140,9 @@ class ConnectionManager:
             self._headers_timer.cancel()
             self._headers_timer = None
         stream = ActiveStream(self, headers, version, keep_alive, framing)
+        codec = self.codec
+        stream.upgrade = codec.upgrade
+        stream.expect_continue = codec.expect_continue
         self.decoding = stream
         self.streams.append(stream)
         if len(self.streams) == 1:
@@ -273,7 +276,7 @@ class ActiveStream:
         "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
         "request_complete", "response_started", "response_complete", "close_connection",
         "chunked_response", "head_request", "deferred", "start_time", "response_flags",
-        "internal", "route", "end_decoded", "codec_error", "_idle_timeout", "_last_activity", "_request_timer", "response_status",
+        "internal", "route", "end_decoded", "codec_error", "upgrade", "expect_continue", "_idle_timeout", "_last_activity", "_request_timer", "response_status",
     )
 
     def __init__(self, cm: ConnectionManager, headers: RequestHeaders, version: str,
@@ -298,6 +301,8 @@ class ActiveStream:
         self.route = None
         self.end_decoded = False
         self.codec_error: CodecError | None = None
+        self.upgrade: str | None = None
+        self.expect_continue = False
         self.response_status = 0
         self._idle_timeout: float | None = None
         self._last_activity = 0.0
@@ -327,13 +332,9 @@ class ActiveStream:
                 headers.authority = config.default_host_for_http_10
         if not self._normalize_request(headers, config):
             return
-        expect = headers.get("expect")
-        if expect is not None and expect.lower() == "100-continue":
-            # Envoy answers 100 Continue itself and does not forward the expectation.
-            headers.remove("expect")
-            if self.version == "1.1" and not self.request_complete:
-                cm.connection.write(CONTINUE_100)
-        upgrade = headers.get("upgrade")  # the header rules strip it as hop-by-hop
+        if self.expect_continue and self.version == "1.1" and not self.request_complete:
+            cm.connection.write(CONTINUE_100)  # Envoy answers 100 Continue itself
+        upgrade = self.upgrade  # the header rules strip the header as hop-by-hop
         self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
         self.route = config.route_table.route(headers)
         if (upgrade is not None or headers.method == "CONNECT") and not self._check_upgrade(
