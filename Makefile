@@ -42,6 +42,7 @@ bench: $(VENV)/.envoy tools
 
 bench-lb: $(VENV)/.envoy tools
 	$(PY) bench/lb_cost.py
+	$(PY) bench/many_hosts.py --output bench/RESULTS.md $(BENCH_ARGS)
 	$(PY) bench/slow_host.py --output bench/RESULTS.md $(BENCH_ARGS)
 
 lint: $(VENV)/.installed

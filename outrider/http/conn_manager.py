@@ -89,7 +89,7 @@ class ConnectionManager:
         self.streams: deque[ActiveStream] = deque()  # head is the one being answered
         self.decoding: ActiveStream | None = None  # the one whose request is being read
         self.closed = False
-        self.draining = False
+        self.draining = False  # answers get connection: close (set by drain, a later release)
         self._codec_failed = False
         self._pipeline_paused = False
         self._idle_timer = None

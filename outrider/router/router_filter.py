@@ -27,7 +27,7 @@ class RouterConfig:
 
 class RouterFilter:
     __slots__ = ("config", "stream", "route", "cluster", "host", "upstream", "request_headers",
-                 "deadline", "_hash_key", "upstream_remote_address", "_request_done", "_set_cookies",
+                 "deadline", "_hash_key", "upstream_remote_address", "_set_cookies",
                  "weighted_cluster")
 
     def __init__(self, config: RouterConfig, stream) -> None:
@@ -42,7 +42,6 @@ class RouterFilter:
         self.deadline: float | None = None  # the route timeout, checked by the connection
         self.weighted_cluster = None
         self._hash_key = None
-        self._request_done = False
         self._set_cookies: list[str] | None = None
 
     # -- formatter context ----------------------------------------------------------------------
@@ -205,7 +204,6 @@ class RouterFilter:
 
     def _on_request_done(self) -> None:
         # The route timeout runs from the end of the request to the end of the response.
-        self._request_done = True
         timeout = self.route.timeout
         if timeout and self.upstream is not None:
             self.deadline = deadline = self.config.loop.time() + timeout
@@ -233,9 +231,7 @@ class RouterFilter:
         self.deadline = None
 
     def _local_reply(self, status: int, body: bytes, details: str, extra=()) -> None:
-        from outrider.http.local_reply import local_reply_headers
-
-        headers = local_reply_headers(status, body)
+        headers = local_reply.local_reply_headers(status, body)
         for name, value in extra:
             headers.add(name, value)
         self.route.finalize_response_headers(headers, self)
