@@ -10,7 +10,6 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from outrider.config.durations import bool_value, timeout, uint_value
 from outrider.http.header_rules import HeaderRulesConfig
-from outrider.router.hash_policy import compile_hash_policy
 from outrider.router.route_table import RouteTable
 
 _HCM = hcm_pb2.HttpConnectionManager
@@ -61,9 +60,6 @@ class ConnectionManagerConfig:
             hcm.generate_request_id.value if hcm.HasField("generate_request_id") else True
         )
         route_table = RouteTable.from_proto(hcm.route_config)
-        for vhost in route_table.virtual_hosts:
-            for entry in vhost.routes:
-                entry.compiled_hash_policy = compile_hash_policy(entry.hash_policy)
         return cls(
             stat_prefix=hcm.stat_prefix,
             route_table=route_table,

@@ -130,6 +130,7 @@ class RouteEntry:
         self._weight_ends: list[int] = []
         self.cluster_not_found_response_code = 503
         self.timeout: float | None = None
+        self.timeout_ms_header = ""
         self.idle_timeout: float | None = None
         self.prefix_rewrite = ""
         self._regex_rewrite: tuple[Any, str] | None = None
@@ -155,6 +156,8 @@ class RouteEntry:
         self._conditions: Callable[[Any, int], bool] | None = None
         self._request_mutations: tuple[HeaderMutation, ...] = ()
         self._response_mutations: tuple[HeaderMutation, ...] = ()
+        self.mutates_request = False
+        self.mutates_response = False
 
     # --- matching ---------------------------------------------------------------------------
 
@@ -457,6 +460,12 @@ def _compile_route(proto: Any, vhost: VirtualHost, table: RouteTable, where: str
         response_levels.reverse()
     entry._request_mutations = tuple(m for m in request_levels if m is not None)
     entry._response_mutations = tuple(m for m in response_levels if m is not None)
+    # Flags the router checks per request, so a route without mutations costs no call.
+    weighted = entry.weighted_clusters or ()
+    entry.mutates_request = bool(entry._request_mutations) or any(
+        w.request_mutation is not None for w in weighted)
+    entry.mutates_response = bool(entry._response_mutations) or any(
+        w.response_mutation is not None for w in weighted)
 
     entry.typed_per_filter_config = {**vhost.typed_per_filter_config,
                                      **dict(proto.typed_per_filter_config)}
@@ -512,6 +521,8 @@ def _compile_route_action(entry: RouteEntry, action: Any, vhost: VirtualHost, ta
 
     timeout = _ms(action.timeout) / 1000 if action.HasField("timeout") else DEFAULT_ROUTE_TIMEOUT
     entry.timeout = timeout or None
+    # x-envoy-expected-rq-timeout-ms, formatted once rather than per request.
+    entry.timeout_ms_header = str(int(timeout * 1000)) if timeout else ""
     if action.HasField("idle_timeout"):
         entry.idle_timeout = _ms(action.idle_timeout) / 1000  # 0.0: disabled
 

@@ -130,12 +130,13 @@ class RouterFilter:
         self.host = host
         self.upstream_remote_address = host.address_string
         # Envoy's order: header mutations see the request as it came, then the rewrites.
-        route.finalize_request_headers(headers, self, self.weighted_cluster)
+        if route.mutates_request:
+            route.finalize_request_headers(headers, self, self.weighted_cluster)
         route.rewrite_request(headers, weighted_cluster=self.weighted_cluster,
                               insert_envoy_headers=not config.suppress_envoy_headers)
         timeout = route.timeout
         if timeout and not config.suppress_envoy_headers:
-            value = str(int(timeout * 1000))
+            value = route.timeout_ms_header
             if stream.internal:
                 headers.set("x-envoy-expected-rq-timeout-ms", value)
             else:  # the header rules stripped any the client sent
@@ -179,7 +180,8 @@ class RouterFilter:
         if self._set_cookies is not None:
             for value in self._set_cookies:
                 headers.add("set-cookie", value)
-        self.route.finalize_response_headers(headers, self, self.weighted_cluster)
+        if self.route.mutates_response:
+            self.route.finalize_response_headers(headers, self, self.weighted_cluster)
         if end_stream:
             self._finish()
         stream.encode_headers(headers, end_stream)
