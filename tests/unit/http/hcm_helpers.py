@@ -14,7 +14,7 @@ from outrider.http.headers import ResponseHeaders
 from outrider.net.downstream import DownstreamConnection
 from outrider.stats.store import StatsStore
 
-DATE = "Thu, 01 Jan 2026 00:00:00 GMT"  # tests patch conn_manager.http_date to this
+DATE = "Thu, 01 Jan 2026 00:00:00 GMT"  # tests patch active_stream.http_date to this
 
 
 class FakeTimer:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hcm_helpers import DATE, Downstream, FakeRoute, local_reply, upstream_reply
 
-from outrider.http import conn_manager
+from outrider.http import active_stream
 
 GET_A = b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"
 GET_B = b"GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n"
@@ -16,7 +16,7 @@ GET_C = b"GET /c HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
 @pytest.fixture(autouse=True)
 def fixed_date(monkeypatch):
-    monkeypatch.setattr(conn_manager, "http_date", lambda: DATE)
+    monkeypatch.setattr(active_stream, "http_date", lambda: DATE)
 
 
 def post(body: bytes, path: str = "/p", extra: str = "") -> bytes:

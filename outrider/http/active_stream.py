@@ -1,0 +1,369 @@
+"""One request/response exchange on an HTTP/1 connection (Envoy's ActiveStream).
+
+Owned by the ``ConnectionManager``: it applies the connection manager's header rules, picks the
+route, runs the filter chain (today the router alone, the last filter) and encodes the response
+(framing, ``connection: close`` decisions, local replies). Its timeouts are checked by the
+connection's single deadline timer (``check_deadlines``).
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from outrider.codec.http1 import (
+    CONTINUE_100,
+    LAST_CHUNK,
+    CodecError,
+    encode_chunk,
+    encode_response_head,
+)
+from outrider.http import local_reply
+from outrider.http.conn_manager_config import ConnectionManagerConfig
+from outrider.http.header_rules import mutate_request_headers, mutate_response_headers
+from outrider.http.headers import RequestHeaders, ResponseHeaders
+from outrider.http.path import merge_slashes, normalize_path
+
+if TYPE_CHECKING:
+    from outrider.http.conn_manager import ConnectionManager
+
+
+def http_date() -> str:
+    """The ``date`` header value, formatted at most once a second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True)
+    return _date_cache[1]
+
+
+_date_cache = [0, ""]
+
+
+class ActiveStream:
+    """One request/response exchange: header rules, routing, and the response encoder."""
+
+    __slots__ = (
+        "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
+        "request_complete", "response_started", "response_complete", "close_connection",
+        "chunked_response", "head_request", "deferred", "start_time", "response_flags",
+        "internal", "route", "end_decoded", "codec_error", "upgrade", "expect_continue", "_idle_timeout", "_last_activity", "_request_timer", "response_status",
+    )
+
+    def __init__(self, cm: ConnectionManager, headers: RequestHeaders, version: str,
+                 keep_alive: bool, framing: str) -> None:
+        self.cm = cm
+        self.request_headers = headers
+        self.version = version
+        self.keep_alive = keep_alive
+        self.framing = framing
+        self.router = None
+        self.started = False
+        self.request_complete = False
+        self.response_started = False
+        self.response_complete = False
+        self.close_connection = not keep_alive
+        self.chunked_response = False
+        self.head_request = headers.method == "HEAD"
+        self.deferred: list | None = None  # request events buffered while pipelined
+        self.start_time = time.time()
+        self.response_flags = "-"
+        self.internal = False
+        self.route = None
+        self.end_decoded = False
+        self.codec_error: CodecError | None = None
+        self.upgrade: str | None = None
+        self.expect_continue = False
+        self.response_status = 0
+        self._idle_timeout: float | None = None
+        self._last_activity = 0.0
+        self._request_timer = None
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin processing: header rules, route, then the filter chain (the router)."""
+        self.started = True
+        cm = self.cm
+        config = cm.config
+        cm.stats.on_request_start()
+        if self.codec_error is not None:
+            self.answer_codec_error()
+            return
+        if config.request_timeout and not self.request_complete:
+            self._request_timer = cm.loop.call_later(config.request_timeout, self._on_request_timeout)
+        headers = self.request_headers
+        if self.version == "1.0":
+            if not config.accept_http_10:
+                cm.stats.downstream_cx_protocol_error.inc()  # a codec-level refusal in Envoy
+                self.response_flags = "DPE"
+                self.send_local_reply(426, "Upgrade Required", "http1.0_disallowed", close=True)
+                return
+            if not headers.authority:
+                headers.authority = config.default_host_for_http_10
+        if not self._normalize_request(headers, config):
+            return
+        if self.expect_continue and self.version == "1.1" and not self.request_complete:
+            cm.connection.write(CONTINUE_100)  # Envoy answers 100 Continue itself
+        upgrade = self.upgrade  # the header rules strip the header as hop-by-hop
+        self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
+        self.route = config.route_table.route(headers)
+        if (upgrade is not None or headers.method == "CONNECT") and not self._check_upgrade(
+                headers.method, upgrade):
+            return
+        self._arm_stream_idle_timer()
+        self.router = router = cm.router_factory(self)
+        deferred, self.deferred = self.deferred, None
+        # A request without a body ends with its headers, as Envoy's codec reports it.
+        self.end_decoded = self.framing == "none" or (self.request_complete and not deferred)
+        router.decode_headers(headers, self.end_decoded)
+        if deferred:
+            for data in deferred:
+                if self.router is None or self.response_complete:
+                    return
+                self.router.decode_data(data, False)
+        if self.request_complete and not self.end_decoded:
+            self._decode_end()
+
+    def answer_codec_error(self) -> None:
+        """Reply to the malformed input this stream ran into, and close (Envoy: DPE)."""
+        self._abort_router()
+        self.response_flags = "DPE"
+        error = self.codec_error
+        self.send_local_reply(error.status, error.body, error.details, close=True)
+
+    def _decode_end(self) -> None:
+        self.end_decoded = True
+        if not self.response_complete and self.router is not None:
+            self.router.decode_data(b"", True)
+
+    def _check_upgrade(self, method: str, upgrade: str | None) -> bool:
+        """CONNECT and Upgrade requests: refused as Envoy refuses them without upgrade_configs
+        (an h2c upgrade is ignored and the request served as HTTP/1.1)."""
+        if method == "CONNECT":
+            self.response_flags = "NR"
+            self.send_local_reply(404, "", "route_not_found", close=True)
+            return False
+        if upgrade is not None and upgrade.lower() != "h2c":
+            self.send_local_reply(403, "", "upgrade_failed", close=True)
+            return False
+        return True
+
+    def _normalize_request(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
+        """Header-name policy and path normalization, before routing; False if answered."""
+        if (config.reject_headers_with_underscores or config.drop_headers_with_underscores) \
+                and any("_" in name for name, _ in headers):
+            if config.reject_headers_with_underscores:
+                self.response_flags = "DPE"
+                self.send_local_reply(400, "Bad Request", "unexpected_underscore", close=True)
+                return False
+            headers.remove_if(lambda name: "_" in name)
+        if config.normalize_path or config.merge_slashes:
+            path, sep, query = headers.path.partition("?")
+            if config.normalize_path:
+                normalized = normalize_path(path)
+                if normalized is None:
+                    self.response_flags = "DPE"
+                    self.send_local_reply(400, "Bad Request", "path_normalization_failed",
+                                          close=True)
+                    return False
+                path = normalized
+            if config.merge_slashes:
+                path = merge_slashes(path)
+            headers.path = path + sep + query
+        return True
+
+    def on_request_data(self, data: bytes) -> None:
+        self._touch()
+        if self.response_complete:
+            return
+        if not self.started:
+            self.deferred = self.deferred or []
+            self.deferred.append(data)
+        elif self.router is not None:
+            self.router.decode_data(data, False)
+
+    def on_request_complete(self) -> None:
+        self.request_complete = True
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+        if self.started and not self.end_decoded:
+            self._decode_end()
+
+    def on_downstream_reset(self) -> None:
+        self._cancel_timers()
+        if self.started and not self.response_complete:
+            self.cm.stats.downstream_rq_active.dec()
+            if self.response_flags == "-":
+                self.response_flags = "DC"
+        if self.router is not None:
+            self.router.on_downstream_reset()
+            self.router = None
+
+    def on_downstream_watermark(self, high: bool) -> None:
+        if self.router is not None:
+            self.router.on_downstream_watermark(high)
+
+    # -- encoding (called by the router) --------------------------------------------------------
+
+    def encode_headers(self, headers: ResponseHeaders, end_stream: bool, close: bool = False) -> None:
+        """Send the response head; ``close`` asks to close the connection afterwards."""
+        self._touch()
+        cm = self.cm
+        self.response_started = True
+        self.response_status = headers.status
+        has_date, has_length = mutate_response_headers(headers, cm.config.header_rules)
+        if cm.config.always_set_request_id_in_response:
+            request_id = self.request_headers.get("x-request-id")
+            if request_id is not None:
+                headers.set_default("x-request-id", request_id)
+        if not has_date:
+            headers.add("date", http_date())
+        if close or cm.draining or (not self.request_complete and self.framing != "none"):
+            # A response that starts before its request body has arrived ends the connection
+            # (Envoy: HTTP/1 cannot find the next request's start once it stops reading one).
+            self.close_connection = True
+        if not end_stream and not has_length and not self.head_request \
+                and headers.status not in (204, 304):
+            if self.version == "1.1":
+                self.chunked_response = True
+            else:
+                self.close_connection = True  # HTTP/1.0: the body ends when the connection does
+        data = encode_response_head(headers, self.chunked_response, self.close_connection)
+        cm.connection.write(data)
+        if end_stream:
+            self._complete()
+
+    def encode_data(self, data: bytes, end_stream: bool) -> None:
+        self._touch()
+        connection = self.cm.connection
+        if self.head_request:
+            data = b""
+        if self.chunked_response:
+            if data:
+                if end_stream:
+                    connection.write(encode_chunk(data) + LAST_CHUNK)
+                else:
+                    connection.write(encode_chunk(data))
+            elif end_stream:
+                connection.write(LAST_CHUNK)
+        elif data:
+            connection.write(data)
+        if end_stream:
+            self._complete()
+
+    def send_local_reply(self, status: int, body: str, details: str, close: bool = False,
+                         extra_headers: tuple = ()) -> None:
+        """Answer from the proxy itself (Envoy's sendLocalReply)."""
+        if self.response_started:
+            # Too late for a clean reply: the only honest signal left is a reset.
+            self.close_connection = True
+            self.cm.close(abort=True)
+            return
+        payload = body.encode()
+        headers = local_reply.local_reply_headers(status, payload)
+        for name, value in extra_headers:
+            headers.add(name, value)
+        route = self.route
+        if route is not None:
+            # Once a route is chosen, its response headers go on the proxy's own answers too.
+            router = self.router
+            if router is not None:
+                route.finalize_response_headers(headers, router, router.weighted_cluster)
+            else:
+                route.finalize_response_headers(headers, self)
+        self.encode_headers(headers, not payload or self.head_request, close=close)
+        if payload and not self.head_request:
+            self.encode_data(payload, True)
+
+    # -- formatter context (header values such as %DOWNSTREAM_REMOTE_ADDRESS%) ------------------
+
+    @property
+    def downstream_remote_address(self) -> str:
+        return self.cm.connection.remote_address
+
+    @property
+    def downstream_local_address(self) -> str:
+        return self.cm.connection.local_address
+
+    @property
+    def protocol(self) -> str:
+        return "HTTP/" + self.version
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        self._cancel_timers()
+        # Break the stream <-> router cycle so reference counting frees both at once; leaving
+        # it to the cyclic GC costs a collection every few hundred requests.
+        self.router = None
+        cm = self.cm
+        if self.started:
+            cm.stats.downstream_rq_active.value -= 1
+        cm.stats.count_response(self.response_status)
+        cm.on_stream_done(self)
+
+    def _touch(self) -> None:
+        # Cheaper than re-arming a timer on every event: the timer checks this when it fires.
+        self._last_activity = self.cm.loop.time()
+
+    def _arm_stream_idle_timer(self) -> None:
+        timeout = self.cm.config.stream_idle_timeout
+        route = self.route
+        if route is not None and route.idle_timeout is not None:
+            timeout = route.idle_timeout
+        if timeout:
+            self._idle_timeout = timeout
+            self._last_activity = now = self.cm.loop.time()
+            self.cm.schedule_deadline(now + timeout)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time one of this stream's timeouts could fire (None: none armed)."""
+        deadline = None
+        if self._idle_timeout and not self.response_complete:
+            deadline = self._last_activity + self._idle_timeout
+        router = self.router
+        if router is not None and router.deadline is not None and (
+                deadline is None or router.deadline < deadline):
+            deadline = router.deadline
+        return deadline
+
+    def check_deadlines(self, now: float) -> None:
+        """Fire whichever timeout has passed (called from the connection's deadline timer)."""
+        if self.response_complete:
+            return
+        router = self.router
+        if router is not None and router.deadline is not None and now >= router.deadline:
+            router.on_deadline()
+        elif self._idle_timeout and now >= self._last_activity + self._idle_timeout:
+            self._on_stream_idle_timeout()
+
+    def _on_stream_idle_timeout(self) -> None:
+        self._idle_timeout = None
+        self.cm.stats.downstream_rq_idle_timeout.inc()
+        self.response_flags = "SI"
+        self._abort_router()
+        # 408 while the request is still arriving, 504 once it is all in (Envoy).
+        status = 504 if self.request_complete else 408
+        self.send_local_reply(status, local_reply.STREAM_TIMEOUT, "stream_idle_timeout", close=True)
+
+    def _on_request_timeout(self) -> None:
+        self._request_timer = None
+        self.cm.stats.downstream_rq_timeout.inc()
+        self._abort_router()
+        self.send_local_reply(408, local_reply.REQUEST_TIMEOUT, "request_overall_timeout",
+                              close=True)
+
+    def _abort_router(self) -> None:
+        if self.router is not None:
+            self.router.on_downstream_reset()
+            self.router = None
+
+    def _cancel_timers(self) -> None:
+        self._idle_timeout = None
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
