@@ -13,22 +13,9 @@ from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.headers import ResponseHeaders
 from outrider.net.downstream import DownstreamConnection
 from outrider.stats.store import StatsStore
+from tests.support.fakes import FakeTimer
 
 DATE = "Thu, 01 Jan 2026 00:00:00 GMT"  # tests patch active_stream.http_date to this
-
-
-class FakeTimer:
-    __slots__ = ("when", "callback", "args", "cancelled", "fired")
-
-    def __init__(self, when: float, callback, args) -> None:
-        self.when = when
-        self.callback = callback
-        self.args = args
-        self.cancelled = False
-        self.fired = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class FakeLoop:

@@ -3,6 +3,8 @@ and request. Imported by name (``from net_fakes import ...``); unique across the
 
 from __future__ import annotations
 
+from tests.support.fakes import RecordingUpstreamRequest
+
 
 class RecordingTransport:
     def __init__(self, peer=("198.51.100.9", 51000), sock=("192.0.2.1", 10000)) -> None:
@@ -88,31 +90,6 @@ class Corkable:
         self.calls.append("uncork")
 
 
-class Request:
-    def __init__(self, reusable: bool = True, downstream=None) -> None:
-        self.reusable = reusable
-        self.downstream = downstream
-        self.events: list[tuple] = []
-        self.response_started = False
-
+class Request(RecordingUpstreamRequest):
     def on_pool_ready(self, client) -> None:
         self.events.append(("ready",))
-
-    def on_response_headers(self, headers, keep_alive, framing) -> None:
-        self.response_started = True
-        self.events.append(("headers", headers.status, keep_alive, framing))
-
-    def on_response_data(self, data: bytes) -> None:
-        self.events.append(("data", data))
-
-    def on_response_complete(self) -> None:
-        self.events.append(("complete",))
-
-    def on_reset(self, reason: str) -> None:
-        self.events.append(("reset", reason))
-
-    def on_upstream_write_watermark(self, high: bool) -> None:
-        self.events.append(("watermark", high))
-
-    def can_reuse_connection(self) -> bool:
-        return self.reusable

@@ -10,23 +10,10 @@ from outrider.pool.http1 import Http1ConnPool
 from outrider.stats.store import StatsStore
 from outrider.upstream.cluster import ClusterStats, UpstreamSettings
 from outrider.upstream.host import Host
+from tests.support.fakes import FakeTimer, RecordingUpstreamRequest
 
 OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 OK_CLOSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-
-
-class FakeHandle:
-    __slots__ = ("when", "callback", "args", "cancelled", "fired")
-
-    def __init__(self, when: float, callback, args) -> None:
-        self.when = when
-        self.callback = callback
-        self.args = args
-        self.cancelled = False
-        self.fired = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class FakeTransport:
@@ -134,20 +121,20 @@ class FakeLoop:
 
     def __init__(self, now: float = 500.0) -> None:
         self.now = now
-        self.timers: list[FakeHandle] = []
-        self.ready: list[FakeHandle] = []
+        self.timers: list[FakeTimer] = []
+        self.ready: list[FakeTimer] = []
         self.tasks: list[FakeTask] = []
 
     def time(self) -> float:
         return self.now
 
-    def call_later(self, delay: float, callback, *args) -> FakeHandle:
-        handle = FakeHandle(self.now + delay, callback, args)
+    def call_later(self, delay: float, callback, *args) -> FakeTimer:
+        handle = FakeTimer(self.now + delay, callback, args)
         self.timers.append(handle)
         return handle
 
-    def call_soon(self, callback, *args) -> FakeHandle:
-        handle = FakeHandle(self.now, callback, args)
+    def call_soon(self, callback, *args) -> FakeTimer:
+        handle = FakeTimer(self.now, callback, args)
         self.ready.append(handle)
         return handle
 
@@ -165,7 +152,7 @@ class FakeLoop:
             if not handle.cancelled:
                 handle.callback(*handle.args)
 
-    def pending_timers(self) -> list[FakeHandle]:
+    def pending_timers(self) -> list[FakeTimer]:
         return sorted((t for t in self.timers if not t.cancelled and not t.fired),
                       key=lambda t: t.when)
 
@@ -183,17 +170,14 @@ class FakeLoop:
         self.now = target
 
 
-class FakeRequest:
+class FakeRequest(RecordingUpstreamRequest):
     """Stands in for an UpstreamRequest: records pool and connection events."""
 
     def __init__(self, name: str = "r", reusable: bool = True, method: str = "GET") -> None:
+        super().__init__(reusable)
         self.name = name
-        self.reusable = reusable
         self.method = method
-        self.downstream = None
-        self.events: list[tuple] = []
         self.client = None
-        self.response_started = False
 
     def on_pool_ready(self, client) -> None:
         self.client = client
@@ -204,25 +188,6 @@ class FakeRequest:
 
     def on_pool_failure(self, reason: str, flag: str) -> None:
         self.events.append(("failure", reason, flag))
-
-    def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
-        self.response_started = True
-        self.events.append(("headers", headers.status, keep_alive, framing))
-
-    def on_response_data(self, data: bytes) -> None:
-        self.events.append(("data", data))
-
-    def on_response_complete(self) -> None:
-        self.events.append(("complete",))
-
-    def on_reset(self, reason: str) -> None:
-        self.events.append(("reset", reason))
-
-    def on_upstream_write_watermark(self, high: bool) -> None:
-        self.events.append(("watermark", high))
-
-    def can_reuse_connection(self) -> bool:
-        return self.reusable
 
     def __repr__(self) -> str:
         return f"FakeRequest({self.name})"
