@@ -528,6 +528,23 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def failure_status(error: BaseException) -> int:
+    """Report a failed or interrupted benchmark on stderr; the exit status to return."""
+    if isinstance(error, KeyboardInterrupt):
+        print("\ninterrupted; all benchmark processes stopped", file=sys.stderr)
+        return 130
+    print(f"\nBENCHMARK FAILED: {error}", file=sys.stderr)
+    return 1
+
+
+def emit_report(text: str, output: str | None, section: str) -> None:
+    """Print the markdown report; with ``output``, also write it as that file's ``section``."""
+    print(text)
+    if output:
+        write_section(output, section, text)
+        print(f"(written to {output})", file=sys.stderr)
+
+
 def write_section(path: str, name: str, text: str) -> None:
     """Put ``text`` into ``path`` between ``<!-- name:start -->`` / ``<!-- name:end -->``.
 

@@ -96,9 +96,8 @@ def main() -> int:
                 ratio = medians[("outrider", 1000)] / medians[("outrider", 10)]
                 verdicts.append((policy, ratio, ratio >= 0.9,
                                  medians[("envoy", 1000)] / medians[("envoy", 10)]))
-    except b.BenchError as error:
-        print(f"\nBENCHMARK FAILED: {error}", file=sys.stderr)
-        return 1
+    except (b.BenchError, KeyboardInterrupt) as error:
+        return b.failure_status(error)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     lines = [
@@ -114,9 +113,7 @@ def main() -> int:
               f"{ratio:.2f}× (Envoy: {envoy_ratio:.2f}×)"
               for policy, ratio, ok, envoy_ratio in verdicts]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        b.write_section(args.output, "many_hosts", text)
+    b.emit_report(text, args.output, "many_hosts")
     return 0
 
 

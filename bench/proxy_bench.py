@@ -213,19 +213,12 @@ def main() -> int:
                 for kind in PROXIES:
                     results[(key, kind)] = summarize(runs[kind])
             print(f"total {time.monotonic() - started:.0f} s", file=sys.stderr)
-    except b.BenchError as error:
-        print(f"\nBENCHMARK FAILED: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; all benchmark processes stopped", file=sys.stderr)
-        return 130
+    except (b.BenchError, KeyboardInterrupt) as error:
+        return b.failure_status(error)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     text, verdict = report(args, facts, results)
-    print(text)
-    if args.output:
-        b.write_section(args.output, "proxy_bench", text)
-        print(f"(written to {args.output})", file=sys.stderr)
+    b.emit_report(text, args.output, "proxy_bench")
     return 2 if args.check and verdict is False else 0
 
 
