@@ -158,6 +158,7 @@ class RouteEntry:
         self._response_mutations: tuple[HeaderMutation, ...] = ()
         self.mutates_request = False
         self.mutates_response = False
+        self.rewrites_request = False  # any host or path rewrite: the router skips the call
 
     # --- matching ---------------------------------------------------------------------------
 
@@ -544,6 +545,10 @@ def _compile_route_action(entry: RouteEntry, action: Any, vhost: VirtualHost, ta
     elif host_rewrite == "auto_host_rewrite":
         entry.auto_host_rewrite = action.auto_host_rewrite.value
     entry.append_x_forwarded_host = action.append_x_forwarded_host
+    entry.rewrites_request = bool(
+        entry.prefix_rewrite or entry._regex_rewrite or entry.host_rewrite_literal
+        or entry.host_rewrite_header or entry._host_rewrite_regex
+        or any(w.host_rewrite_literal for w in entry.weighted_clusters or ()))
 
     entry.hash_policy = list(action.hash_policy)
     if entry.hash_policy:

@@ -132,8 +132,9 @@ class RouterFilter:
         # Envoy's order: header mutations see the request as it came, then the rewrites.
         if route.mutates_request:
             route.finalize_request_headers(headers, self, self.weighted_cluster)
-        route.rewrite_request(headers, weighted_cluster=self.weighted_cluster,
-                              insert_envoy_headers=not config.suppress_envoy_headers)
+        if route.rewrites_request:
+            route.rewrite_request(headers, weighted_cluster=self.weighted_cluster,
+                                  insert_envoy_headers=not config.suppress_envoy_headers)
         timeout = route.timeout
         if timeout and not config.suppress_envoy_headers:
             value = route.timeout_ms_header

@@ -15,7 +15,7 @@ class Host:
     """One upstream endpoint."""
 
     __slots__ = (
-        "address", "port", "weight", "priority", "locality", "locality_weight",
+        "address", "port", "address_string", "weight", "priority", "locality", "locality_weight",
         "hostname", "healthy", "active_requests", "created_at", "lb_state", "stats",
         "last_hc_pass_time",
     )
@@ -33,6 +33,8 @@ class Host:
     ) -> None:
         self.address = address
         self.port = port
+        # ``ip:port``, as Envoy prints it in /clusters, logs and %UPSTREAM_HOST%.
+        self.address_string = f"{address}:{port}"
         self.weight = weight
         self.priority = priority
         # (region, zone, sub_zone) and the locality's load_balancing_weight (0 = unset).
@@ -50,10 +52,6 @@ class Host:
         self.lb_state: object = None
         self.stats: object = None
 
-    @property
-    def address_string(self) -> str:
-        """``ip:port``, as Envoy prints it in /clusters, logs and %UPSTREAM_HOST%."""
-        return f"{self.address}:{self.port}"
 
     def __repr__(self) -> str:
         return f"Host({self.address_string}, w={self.weight}, p={self.priority})"
