@@ -102,7 +102,7 @@ class ActiveStream:
                 return
             if not headers.authority:
                 headers.authority = config.default_host_for_http_10
-        if not self._normalize_request(headers, config):
+        if config.normalizes_requests and not self._normalize_request(headers, config):
             return
         if self.expect_continue and self.version == "1.1" and not self.request_complete:
             cm.connection.write(CONTINUE_100)  # Envoy answers 100 Continue itself

@@ -37,6 +37,13 @@ class ConnectionManagerConfig:
     stream_idle_timeout: float | None = 300.0
     max_connection_duration: float | None = None
     always_set_request_id_in_response: bool = False
+    # Whether any header-name policy or path normalization applies (checked per request).
+    normalizes_requests: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.normalizes_requests = bool(
+            self.reject_headers_with_underscores or self.drop_headers_with_underscores
+            or self.normalize_path or self.merge_slashes)
 
     @classmethod
     def from_proto(cls, hcm: hcm_pb2.HttpConnectionManager) -> ConnectionManagerConfig:

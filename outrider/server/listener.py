@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 
 from envoy.config.listener.v3 import listener_pb2
@@ -49,7 +50,7 @@ class ListenerFactory:
                                        DEFAULT_BUFFER_LIMIT)
         self.hcm_config = ConnectionManagerConfig.from_proto(listener_hcm(listener))
         router_config = RouterConfig(cluster_manager, self.hcm_config.suppress_envoy_headers, loop)
-        self.router_factory = lambda stream: RouterFilter(router_config, stream)
+        self.router_factory = functools.partial(RouterFilter, router_config)
         self.http_stats = HttpStats(store.scope(f"http.{self.hcm_config.stat_prefix}"))
         self.stats = ListenerStats(store.scope(f"listener.{self.address}_{self.port}"))
         self.connections: set[DownstreamConnection] = set()
