@@ -38,11 +38,7 @@ def client(proxy):
 
 
 def one(client: RawClient, raw: bytes):
-    client.send(raw)
-    responses = client.read_responses(1)
-    assert responses, f"no response; got {client.buffer!r}"
-    client.buffer = b""
-    return responses[0]
+    return client.exchange(raw)
 
 
 def assert_usable(client: RawClient) -> None:

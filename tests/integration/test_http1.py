@@ -53,12 +53,7 @@ def client(proxy):
 
 
 def one(client: RawClient, raw: bytes):
-    """Send ``raw`` and read exactly one response, leaving the connection ready for more."""
-    client.send(raw)
-    responses = client.read_responses(1)
-    assert responses and responses[0].complete, f"no complete response; got {client.buffer!r}"
-    client.buffer = b""
-    return responses[0]
+    return client.exchange(raw, require_complete=True)
 
 
 # -- connection reuse -----------------------------------------------------------------------------

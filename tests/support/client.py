@@ -120,6 +120,16 @@ class RawClient:
                 return _parse_status(self.buffer)
             self.buffer += chunk
 
+    def exchange(self, raw: bytes, require_complete: bool = False) -> Response:
+        """Send ``raw`` and read exactly one response, leaving the connection ready for more."""
+        self.send(raw)
+        responses = self.read_responses(1)
+        assert responses, f"no response; got {self.buffer!r}"
+        if require_complete:
+            assert responses[0].complete, f"no complete response; got {self.buffer!r}"
+        self.buffer = b""
+        return responses[0]
+
     def is_closed(self, timeout: float = 2.0) -> bool:
         """True if the peer closes (EOF or reset) within ``timeout`` with no further bytes."""
         self.sock.settimeout(timeout)
