@@ -186,17 +186,18 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process tree (all threads), in seconds."""
-    ticks = 0
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process tree (all threads)."""
+    user = system = 0
     for p in process_tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-    return ticks / CLK_TCK
+        user += int(fields[11])  # utime and stime: fields 14 and 15 of proc(5)
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -211,6 +212,28 @@ def peak_rss_kib(pid: int) -> int:
         except OSError:
             pass
     return total
+
+
+def tcp_segments_to(ports: set[int]) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(segs_out, data_segs_out)`` of every established socket whose peer port is in
+    ``ports``, keyed by (local, peer) address, from ``ss -ti``. Sent segments that carry no
+    data are pure ACKs (and the odd window update)."""
+    out = subprocess.run(["ss", "-tinH", "state", "established"], capture_output=True,
+                         text=True, check=True).stdout
+    sockets: dict[tuple[str, str], tuple[int, int]] = {}
+    key = None
+    for line in out.splitlines():
+        if not line[:1].isspace():  # a socket line: Recv-Q Send-Q Local Peer
+            fields = line.split()
+            key = (fields[2], fields[3]) if len(fields) >= 4 else None
+            continue
+        if key is None or int(key[1].rsplit(":", 1)[1]) not in ports:
+            continue
+        segs = re.search(r"\bsegs_out:(\d+)", line)
+        data = re.search(r"\bdata_segs_out:(\d+)", line)
+        if segs:
+            sockets[key] = (int(segs.group(1)), int(data.group(1)) if data else 0)
+    return sockets
 
 
 def admin_stats(admin_port: int) -> dict[str, int]:
@@ -391,15 +414,23 @@ class Measurement:
     """One measured wrk run through one proxy process."""
 
     wrk: WrkResult
-    cpu_s: float
+    user_s: float
+    system_s: float
     wall_s: float
     peak_rss_kib: int
     classes: dict[str, int] | None
     probe: tuple[object, object] = (None, None)  # ``probe()`` just before and after the run
 
     @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.system_s
+
+    @property
     def cpu_us_per_request(self) -> float:
-        return self.cpu_s * 1e6 / self.wrk.requests if self.wrk.requests else float("nan")
+        return self.per_request_us(self.cpu_s)
+
+    def per_request_us(self, seconds: float) -> float:
+        return seconds * 1e6 / self.wrk.requests if self.wrk.requests else float("nan")
 
     @property
     def cpu_percent(self) -> float:
@@ -427,9 +458,9 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
             check_wrk(run_wrk(url, connections, warmup, procs.workdir), f"{label} warm-up")
         stats_before = admin_stats(admin_port)
         probe_before = probe() if probe else None
-        cpu_before, t0 = cpu_seconds(proc.pid), time.monotonic()
+        (user0, sys0), t0 = cpu_times(proc.pid), time.monotonic()
         result = run_wrk(url, connections, duration, procs.workdir)
-        cpu_after, t1 = cpu_seconds(proc.pid), time.monotonic()
+        (user1, sys1), t1 = cpu_times(proc.pid), time.monotonic()
         probe_after = probe() if probe else None
         if proc.poll() is not None:
             raise BenchError(f"{label} exited during the run:\n{procs.log_tail(proc)}")
@@ -438,7 +469,7 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
     finally:
         procs.stop(proc)
     check_wrk(result, label, classes)
-    return Measurement(wrk=result, cpu_s=cpu_after - cpu_before, wall_s=t1 - t0,
+    return Measurement(wrk=result, user_s=user1 - user0, system_s=sys1 - sys0, wall_s=t1 - t0,
                        peak_rss_kib=rss, classes=classes, probe=(probe_before, probe_after))
 
 
