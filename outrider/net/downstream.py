@@ -1,9 +1,9 @@
 """The downstream side of the I/O shell: one asyncio Protocol per client connection.
 
-It feeds bytes to the connection manager and gives it ``write``, ``close`` and a counted
-``read_disable`` (pipelining and flow control may both hold reading off, as Envoy's
-readDisable counts). The send buffer's watermarks are the listener's
-``per_connection_buffer_limit_bytes``: above the high mark the upstream read pauses.
+It feeds bytes to the connection manager and gives it ``write`` (coalesced per loop
+iteration, ``net.flush``), ``close`` and a counted ``read_disable`` (pipelining and flow control
+may both hold reading off, as Envoy's readDisable counts). The send buffer's watermarks are the
+listener's ``per_connection_buffer_limit_bytes``: above the high mark the upstream read pauses.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import asyncio
 import logging
 
 from outrider.http.conn_manager import ConnectionManager
+from outrider.net.flush import CoalescingWriter, flush_scheduler
 
 log = logging.getLogger("outrider.net")
 
 
-class DownstreamConnection(asyncio.Protocol):
+class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
     __slots__ = ("factory", "transport", "manager", "remote_ip", "remote_address",
-                 "local_address", "closed",
-                 "_read_disabled", "_corked")
+                 "local_address", "closed", "_read_disabled", "_out", "_out_bytes", "_flusher")
 
     def __init__(self, factory) -> None:
         self.factory = factory  # ListenerFactory: config, router factory, stats, loop
@@ -30,7 +30,9 @@ class DownstreamConnection(asyncio.Protocol):
         self.local_address = ""
         self.closed = False
         self._read_disabled = 0
-        self._corked: list[bytes] | None = None
+        self._out: list[bytes] | None = None
+        self._out_bytes = 0
+        self._flusher = flush_scheduler(factory.loop)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -47,14 +49,11 @@ class DownstreamConnection(asyncio.Protocol):
                                          factory.loop, factory.http_stats)
 
     def data_received(self, data: bytes) -> None:
-        # Pipelined requests answered locally in this read go out in one send.
-        self._corked = []
         try:
             self.manager.on_data(data)
         except Exception:  # a bug must cost one connection, not the worker's consistency
             log.exception("internal error on downstream connection %s", self.remote_address)
             self.manager.close(abort=True)
-        self.uncork()
 
     def eof_received(self):
         return False
@@ -71,30 +70,13 @@ class DownstreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.manager.on_write_watermark(False)
 
-    # -- for the connection manager -------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        if self._corked is not None:
-            self._corked.append(data)
-        elif not self.closed:
-            self.transport.write(data)
-
-    def cork(self) -> None:
-        """Collect writes until ``uncork``: a response head and body parsed from one upstream
-        read leave in one send (one syscall, one TCP segment)."""
-        if self._corked is None:
-            self._corked = []
-
-    def uncork(self) -> None:
-        corked, self._corked = self._corked, None
-        if corked and not self.closed:
-            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+    # -- for the connection manager (``write`` and ``flush``: CoalescingWriter) ----------------
 
     def close(self, abort: bool = False) -> None:
-        """Close after flushing what is buffered, or at once (``abort``) to signal a reset."""
+        """Close after sending what is written, or at once (``abort``) to signal a reset; either
+        way what was written before goes out first, as it would have without coalescing."""
         if not self.closed:
-            if self._corked:
-                self.uncork()
+            self.flush()
             self.closed = True
             if abort:
                 self.transport.abort()

@@ -12,14 +12,16 @@ import logging
 import httptools
 
 from outrider.codec.http1 import ClientCodec
+from outrider.net.flush import CoalescingWriter, flush_scheduler
 
 log = logging.getLogger("outrider.net")
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "codec", "request", "requests_served", "keep_alive", "framing",
-        "closed", "idle_since", "_read_disabled", "_release_pending",
+        "closed", "idle_since", "_read_disabled", "_release_pending", "_out", "_out_bytes",
+        "_flusher",
     )
 
     def __init__(self, pool) -> None:
@@ -34,6 +36,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self._release_pending = False
         self._read_disabled = False
+        self._out: list[bytes] | None = None  # writes of this loop iteration (CoalescingWriter)
+        self._out_bytes = 0
+        self._flusher = flush_scheduler(pool.loop)
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -49,9 +54,6 @@ class UpstreamConnection(asyncio.Protocol):
             # can no longer be trusted, so it must not serve another request.
             self.close()
             return
-        downstream = request.downstream  # None for requests of the proxy's own (probes)
-        if downstream is not None:
-            downstream.cork()
         try:
             self.codec.feed(data)
         except httptools.HttpParserError:
@@ -59,9 +61,6 @@ class UpstreamConnection(asyncio.Protocol):
         except Exception:  # a bug must cost one connection, not the worker's consistency
             log.exception("internal error on upstream connection to %s", self.pool.host)
             self._fail("internal error")
-        finally:
-            if downstream is not None:
-                downstream.uncork()
         if self._release_pending:
             self._release_pending = False
             if self.codec.in_message or self.closed:
@@ -101,10 +100,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests_served += 1
         request.on_pool_ready(self)
 
-    def write(self, data: bytes) -> None:
-        if not self.closed:
-            self.transport.write(data)
-
     def read_disable(self, disable: bool) -> None:
         if self._read_disabled != disable and not self.closed:
             self._read_disabled = disable
@@ -117,6 +112,7 @@ class UpstreamConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.request = None
+            self.discard_output()  # the request is abandoned; nothing more goes upstream
             self.transport.abort()
             self.pool.on_client_closed(self)  # out of the pool now, not when the loop reports it
 

@@ -19,6 +19,59 @@ class FakeTimer:
         self.cancelled = True
 
 
+class ManualLoop:
+    """The parts of an event loop the proxy uses, run by the test: a clock that moves only in
+    ``advance``, timers (``call_later``/``call_at``) and a ready queue (``call_soon``) whose
+    callbacks run when the test ends the loop iteration (``run_ready``; ``advance`` does too)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.timers: list[FakeTimer] = []
+        self.ready: list[FakeTimer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback, *args) -> FakeTimer:
+        return self.call_at(self.now + delay, callback, *args)
+
+    def call_at(self, when: float, callback, *args) -> FakeTimer:
+        timer = FakeTimer(when, callback, args)
+        self.timers.append(timer)
+        return timer
+
+    def call_soon(self, callback, *args) -> FakeTimer:
+        handle = FakeTimer(self.now, callback, args)
+        self.ready.append(handle)
+        return handle
+
+    def run_ready(self) -> None:
+        while self.ready:
+            handle = self.ready.pop(0)
+            if not handle.cancelled:
+                handle.callback(*handle.args)
+
+    def pending(self) -> list[FakeTimer]:
+        """Timers armed and not yet fired or cancelled, soonest first."""
+        return sorted((t for t in self.timers if not t.cancelled and not t.fired),
+                      key=lambda t: t.when)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward, firing due timers in deadline order at their own times."""
+        target = self.now + seconds
+        self.run_ready()
+        while True:
+            due = [t for t in self.pending() if t.when <= target]
+            if not due:
+                break
+            timer = due[0]
+            self.now = max(self.now, timer.when)
+            timer.fired = True
+            timer.callback(*timer.args)
+            self.run_ready()
+        self.now = target
+
+
 class RecordingUpstreamRequest:
     """Stands in for an UpstreamRequest on an upstream connection: records what it is told."""
 

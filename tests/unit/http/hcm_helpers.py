@@ -13,49 +13,14 @@ from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.headers import ResponseHeaders
 from outrider.net.downstream import DownstreamConnection
 from outrider.stats.store import StatsStore
-from tests.support.fakes import FakeTimer
+from tests.support.fakes import ManualLoop
 
 DATE = "Thu, 01 Jan 2026 00:00:00 GMT"  # tests patch active_stream.http_date to this
 
 
-class FakeLoop:
-    """``time``, ``call_later`` and ``call_at`` on a clock that moves only in ``advance``."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.timers: list[FakeTimer] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_later(self, delay: float, callback, *args) -> FakeTimer:
-        return self.call_at(self.now + delay, callback, *args)
-
-    def call_at(self, when: float, callback, *args) -> FakeTimer:
-        timer = FakeTimer(when, callback, args)
-        self.timers.append(timer)
-        return timer
-
-    def pending(self) -> list[FakeTimer]:
-        return sorted((t for t in self.timers if not t.cancelled and not t.fired),
-                      key=lambda t: t.when)
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward, firing due timers in deadline order at their own times."""
-        target = self.now + seconds
-        while True:
-            due = [t for t in self.pending() if t.when <= target]
-            if not due:
-                break
-            timer = due[0]
-            self.now = max(self.now, timer.when)
-            timer.fired = True
-            timer.callback(*timer.args)
-        self.now = target
-
-
 class FakeTransport:
-    """Records what the protocol does to its transport."""
+    """Records what the protocol does to its transport. ``before_take`` (the fake loop's
+    ``run_ready``) ends the loop iteration, sending coalesced writes, before ``take`` looks."""
 
     def __init__(self, peer=("203.0.113.7", 40000), sock=("192.0.2.1", 10000)) -> None:
         self.extra = {"peername": peer, "sockname": sock}
@@ -67,6 +32,7 @@ class FakeTransport:
         self.pause_calls = 0
         self.resume_calls = 0
         self.limits = None
+        self.before_take = None
         self._taken = 0
 
     def get_extra_info(self, name, default=None):
@@ -77,6 +43,9 @@ class FakeTransport:
 
     def write(self, data: bytes) -> None:
         (self.writes_after_close if self.closed else self.writes).append(bytes(data))
+
+    def writelines(self, chunks) -> None:
+        self.write(b"".join(chunks))
 
     def close(self) -> None:
         self.closed = True
@@ -98,6 +67,8 @@ class FakeTransport:
 
     def take(self) -> bytes:
         """Everything written since the last ``take``."""
+        if self.before_take is not None:
+            self.before_take()
         data = b"".join(self.writes[self._taken:])
         self._taken = len(self.writes)
         return data
@@ -179,7 +150,7 @@ class Downstream:
     def __init__(self, route: FakeRoute | None = None, buffer_limit: int = 1024 * 1024,
                  peer=("203.0.113.7", 40000), answer: int | None = None, **config) -> None:
         self.answer = answer
-        self.loop = FakeLoop()
+        self.loop = ManualLoop()
         self.store = StatsStore()
         self.stats = HttpStats(self.store.scope("http.test"))
         self.route_table = FakeRouteTable(route)
@@ -194,6 +165,7 @@ class Downstream:
             on_connection_close=self.closed.append)
         self.connection = DownstreamConnection(factory)
         self.transport = FakeTransport(peer=peer)
+        self.transport.before_take = self.loop.run_ready
         self.connection.connection_made(self.transport)
         self.manager = self.connection.manager
 

@@ -3,7 +3,7 @@ and request. Imported by name (``from net_fakes import ...``); unique across the
 
 from __future__ import annotations
 
-from tests.support.fakes import RecordingUpstreamRequest
+from tests.support.fakes import ManualLoop, RecordingUpstreamRequest
 
 
 class RecordingTransport:
@@ -24,6 +24,11 @@ class RecordingTransport:
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
         self.writes.append(bytes(data))
+
+    def writelines(self, chunks) -> None:
+        assert not self.closed, "write after close"
+        self.calls.append("writelines")
+        self.writes.append(b"".join(chunks))
 
     def close(self) -> None:
         self.calls.append("close")
@@ -65,6 +70,7 @@ class FakeManager:
 
 class FakePool:
     def __init__(self, buffer_limit: int = 65536) -> None:
+        self.loop = ManualLoop()
         self.buffer_limit = buffer_limit
         self.host = "10.0.0.5:8080"
         self.released: list = []
@@ -75,19 +81,6 @@ class FakePool:
 
     def on_client_closed(self, client) -> None:
         self.closed.append(client)
-
-
-class Corkable:
-    """The downstream connection as the upstream side sees it: cork and uncork."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def cork(self) -> None:
-        self.calls.append("cork")
-
-    def uncork(self) -> None:
-        self.calls.append("uncork")
 
 
 class Request(RecordingUpstreamRequest):

@@ -1,5 +1,6 @@
 """DownstreamConnection, the asyncio Protocol in front of the connection manager: addresses,
-corked writes, close versus abort, and the counted read_disable (Envoy's readDisable)."""
+writes coalesced per loop iteration, close versus abort, and the counted read_disable (Envoy's
+readDisable)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from net_fakes import FakeManager, RecordingTransport
 
 from outrider.net import downstream as downstream_module
 from outrider.net.downstream import DownstreamConnection
+from outrider.net.flush import FLUSH_NOW_BYTES
+from tests.support.fakes import ManualLoop
 
 
 @pytest.fixture
@@ -23,8 +26,8 @@ def conn(monkeypatch):
         return manager
 
     monkeypatch.setattr(downstream_module, "ConnectionManager", fake_manager)
-    factory = SimpleNamespace(buffer_limit=1000, hcm_config=None, router_factory=None, loop=None,
-                              http_stats=None, opened=[], closed=[])
+    factory = SimpleNamespace(buffer_limit=1000, hcm_config=None, router_factory=None,
+                              loop=ManualLoop(), http_stats=None, opened=[], closed=[])
     factory.on_connection_open = factory.opened.append
     factory.on_connection_close = factory.closed.append
     connection = DownstreamConnection(factory)
@@ -41,46 +44,57 @@ def test_connection_made_records_addresses_and_limits(conn):
     assert factory.opened == [connection]
 
 
-def test_writes_during_a_read_leave_in_one_send(conn):
-    connection, transport, manager, _ = conn
+def test_writes_during_a_read_leave_in_one_send_when_the_iteration_ends(conn):
+    connection, transport, manager, factory = conn
     manager.script = lambda data: [connection.write(part) for part in (b"a", b"b", b"c")]
     connection.data_received(b"x")
+    assert transport.writes == []
+    factory.loop.run_ready()
     assert transport.writes == [b"abc"]
 
 
-def test_a_single_write_during_a_read_is_sent_as_is(conn):
-    connection, transport, manager, _ = conn
+def test_a_single_write_is_sent_as_is(conn):
+    connection, transport, manager, factory = conn
     manager.script = lambda data: connection.write(b"only")
     connection.data_received(b"x")
+    factory.loop.run_ready()
     assert transport.writes == [b"only"]
 
 
 def test_nothing_is_sent_for_a_read_without_writes(conn):
-    connection, transport, _, _ = conn
+    connection, transport, _, factory = conn
     connection.data_received(b"x")
+    factory.loop.run_ready()
     assert transport.writes == []
+    assert factory.loop.ready == []  # no flush was even scheduled
 
 
-def test_writes_outside_a_read_go_straight_out(conn):
-    connection, transport, _, _ = conn
+def test_writes_outside_a_read_are_coalesced_too(conn):
+    connection, transport, _, factory = conn
     connection.write(b"a")
+    connection.write(b"")  # nothing to send, nothing recorded
     connection.write(b"b")
-    assert transport.writes == [b"a", b"b"]
+    assert len(factory.loop.ready) == 1
+    factory.loop.run_ready()
+    assert transport.writes == [b"ab"]
+    connection.write(b"c")  # the next iteration starts a new batch
+    factory.loop.run_ready()
+    assert transport.writes == [b"ab", b"c"]
 
 
-def test_cork_collects_until_uncork(conn):
-    connection, transport, _, _ = conn
-    connection.cork()
+def test_large_writes_go_out_at_once_behind_what_was_collected(conn):
+    connection, transport, _, factory = conn
+    body = b"x" * FLUSH_NOW_BYTES
     connection.write(b"head")
-    connection.cork()  # nested cork keeps the batch
-    connection.write(b"body")
-    assert transport.writes == []
-    connection.uncork()
-    assert transport.writes == [b"headbody"]
+    connection.write(body)
+    assert transport.writes == [b"head" + body]
+    assert transport.calls == ["writelines"]  # no copy of the large body
+    factory.loop.run_ready()  # the scheduled flush finds nothing left
+    assert transport.writes == [b"head" + body]
 
 
-def test_close_flushes_corked_writes_first(conn):
-    connection, transport, manager, _ = conn
+def test_close_sends_what_was_written_first(conn):
+    connection, transport, manager, factory = conn
 
     def script(data):
         connection.write(b"reply")
@@ -90,6 +104,8 @@ def test_close_flushes_corked_writes_first(conn):
     connection.data_received(b"x")
     assert transport.writes == [b"reply"]
     assert transport.calls == ["close"]
+    factory.loop.run_ready()
+    assert transport.writes == [b"reply"]
 
 
 def test_abort_and_writes_after_close_are_dropped(conn):

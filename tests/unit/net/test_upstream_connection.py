@@ -4,7 +4,7 @@ to its request, reuse or close at the end, resets, flow control."""
 from __future__ import annotations
 
 import pytest
-from net_fakes import Corkable, FakePool, RecordingTransport, Request
+from net_fakes import FakePool, RecordingTransport, Request
 
 from outrider.net.upstream import UpstreamConnection
 
@@ -103,21 +103,14 @@ def test_garbage_is_a_protocol_error_and_aborts(up):
     assert pool.released == []
 
 
-def test_downstream_is_corked_around_each_read(up):
-    client, _, _ = up
-    downstream = Corkable()
-    client.assign(Request(downstream=downstream))
-    client.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n")
-    client.data_received(b"x")
-    assert downstream.calls == ["cork", "uncork", "cork", "uncork"]
-
-
-def test_downstream_is_uncorked_even_on_a_protocol_error(up):
-    client, _, _ = up
-    downstream = Corkable()
-    client.assign(Request(downstream=downstream))
-    client.data_received(b"\x00garbage\r\n\r\n")
-    assert downstream.calls == ["cork", "uncork"]
+def test_request_bytes_go_out_when_the_loop_iteration_ends(up):
+    client, transport, pool = up
+    client.assign(Request())
+    client.write(b"GET / HTTP/1.1\r\n")
+    client.write(b"host: h\r\n\r\n")
+    assert transport.writes == []
+    pool.loop.run_ready()
+    assert transport.writes == [b"GET / HTTP/1.1\r\nhost: h\r\n\r\n"]
 
 
 def test_read_disable_is_idempotent_and_lifted_when_the_response_ends(up):
@@ -139,13 +132,16 @@ def test_write_watermarks_reach_the_request(up):
     assert request.events[1:] == [("watermark", True), ("watermark", False)]
 
 
-def test_close_aborts_once_and_drops_later_writes(up):
-    client, transport, _ = up
+def test_close_aborts_once_and_drops_unsent_and_later_writes(up):
+    client, transport, pool = up
     client.assign(Request())
+    client.write(b"GET / HTTP/1.1\r\n")  # abandoned with the request
     client.close()
     client.close()
     client.write(b"late")
+    pool.loop.run_ready()
     assert transport.calls == ["abort"]
+    assert transport.writes == []
     assert client.request is None
 
 

@@ -10,7 +10,7 @@ from outrider.pool.http1 import Http1ConnPool
 from outrider.stats.store import StatsStore
 from outrider.upstream.cluster import ClusterStats, UpstreamSettings
 from outrider.upstream.host import Host
-from tests.support.fakes import FakeTimer, RecordingUpstreamRequest
+from tests.support.fakes import ManualLoop, RecordingUpstreamRequest
 
 OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 OK_CLOSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -116,27 +116,12 @@ class FakeTask:
         self.loop.run_ready()
 
 
-class FakeLoop:
-    """A manual clock with timers, a ready queue and connection attempts the test completes."""
+class FakeLoop(ManualLoop):
+    """A manual loop whose connection attempts the test completes."""
 
     def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-        self.timers: list[FakeTimer] = []
-        self.ready: list[FakeTimer] = []
+        super().__init__(now)
         self.tasks: list[FakeTask] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_later(self, delay: float, callback, *args) -> FakeTimer:
-        handle = FakeTimer(self.now + delay, callback, args)
-        self.timers.append(handle)
-        return handle
-
-    def call_soon(self, callback, *args) -> FakeTimer:
-        handle = FakeTimer(self.now, callback, args)
-        self.ready.append(handle)
-        return handle
 
     def create_connection(self, factory, host: str, port: int) -> ConnectAttempt:
         return ConnectAttempt(factory, host, port)
@@ -145,29 +130,6 @@ class FakeLoop:
         task = FakeTask(self, attempt)
         self.tasks.append(task)
         return task
-
-    def run_ready(self) -> None:
-        while self.ready:
-            handle = self.ready.pop(0)
-            if not handle.cancelled:
-                handle.callback(*handle.args)
-
-    def pending_timers(self) -> list[FakeTimer]:
-        return sorted((t for t in self.timers if not t.cancelled and not t.fired),
-                      key=lambda t: t.when)
-
-    def advance(self, seconds: float) -> None:
-        target = self.now + seconds
-        self.run_ready()
-        while True:
-            due = [t for t in self.pending_timers() if t.when <= target]
-            if not due:
-                break
-            self.now = max(self.now, due[0].when)
-            due[0].fired = True
-            due[0].callback(*due[0].args)
-            self.run_ready()
-        self.now = target
 
 
 class FakeRequest(RecordingUpstreamRequest):

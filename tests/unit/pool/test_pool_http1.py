@@ -47,6 +47,7 @@ def test_idle_connection_is_reused_without_connecting():
     assert second.client is first.client
     assert len(p.loop.tasks) == 1
     assert first.client.requests_served == 2
+    p.loop.run_ready()  # the loop iteration ends: the request goes out
     assert first.client.transport.writes[-1] == b"GET /b HTTP/1.1\r\nhost: h\r\n\r\n"
 
 
@@ -279,7 +280,7 @@ def test_close_all_closes_every_connection():
     assert (ta.closed, tb.closed) == (True, True)
     assert p.pool.idle == []
     assert p.gauge("upstream_cx_active") == 0
-    assert p.loop.pending_timers() == []  # the idle sweep is cancelled too
+    assert p.loop.pending() == []  # the idle sweep is cancelled too
 
 
 def test_connection_is_reused_after_a_head_response():
