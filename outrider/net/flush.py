@@ -16,7 +16,10 @@ large bodies keep flow control (``pause_writing``) prompt and memory bounded.
 
 from __future__ import annotations
 
+import logging
 import weakref
+
+log = logging.getLogger("outrider.net")
 
 FLUSH_NOW_BYTES = 64 * 1024
 _JOIN_LIMIT = 16 * 1024  # below this, one joined copy is cheaper than a writev
@@ -28,14 +31,16 @@ class FlushScheduler:
     __slots__ = ("_loop", "_pending", "__weakref__")
 
     def __init__(self, loop) -> None:
-        self._loop = loop
+        # Weakly: the registry below is keyed by the loop, and a value that held its key would
+        # keep every loop ever used alive.
+        self._loop = weakref.ref(loop)
         self._pending: list[CoalescingWriter] | None = None
 
     def schedule(self, writer: CoalescingWriter) -> None:
         pending = self._pending
         if pending is None:
             self._pending = [writer]
-            self._loop.call_soon(self.run)
+            self._loop().call_soon(self.run)
         else:
             pending.append(writer)
 
@@ -44,7 +49,11 @@ class FlushScheduler:
         pending, self._pending = self._pending, None
         if pending:
             for writer in pending:
-                writer.flush()
+                try:
+                    writer.flush()
+                except Exception:  # one broken connection must not hold the others' bytes
+                    log.exception("write failed; aborting the connection")
+                    writer.transport.abort()
 
 
 _schedulers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

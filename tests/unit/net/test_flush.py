@@ -3,8 +3,12 @@ iteration for all connections, one send per connection, large writes at once."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from net_fakes import RecordingTransport
 
+from outrider.net import flush as flush_module
 from outrider.net.flush import FLUSH_NOW_BYTES, CoalescingWriter, flush_scheduler
 from tests.support.fakes import ManualLoop
 
@@ -64,3 +68,34 @@ def test_nothing_goes_out_for_a_connection_closed_before_the_flush():
     writer.write(b"later")
     loop.run_ready()
     assert writer.transport.writes == []
+
+
+class BrokenTransport(RecordingTransport):
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("handle is closed")
+
+
+def test_a_failing_send_aborts_that_connection_and_the_others_still_go_out(caplog):
+    loop = ManualLoop()
+    broken, healthy = Writer(loop), Writer(loop)
+    broken.transport = BrokenTransport()
+    broken.write(b"lost")
+    healthy.write(b"b1")
+    loop.run_ready()
+    assert broken.transport.calls == ["abort"]
+    assert healthy.transport.writes == [b"b1"]
+    healthy.write(b"b2")  # and its next writes are scheduled as usual
+    loop.run_ready()
+    assert healthy.transport.writes == [b"b1", b"b2"]
+    assert "write failed" in caplog.text
+
+
+def test_the_scheduler_does_not_keep_its_loop_alive():
+    loop = ManualLoop()
+    Writer(loop).write(b"x")
+    loop.run_ready()
+    assert loop in flush_module._schedulers
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None
