@@ -200,6 +200,22 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return user / CLK_TCK, system / CLK_TCK
 
 
+def wakeup_ipis(core: int) -> int:
+    """Function-call and rescheduling interrupts ``core`` has received (``/proc/interrupts``).
+
+    A task woken on an idle CPU costs the waker an inter-processor interrupt, and in a VM an
+    IPI is a VM exit: ~10 µs of the sender's time here. Counted on the load core, these are the
+    wake-ups the proxy's sends caused (one per request when sends trickle out one by one).
+    """
+    total = 0
+    with open("/proc/interrupts") as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[0] in ("CAL:", "RES:"):
+                total += int(fields[1 + core])
+    return total
+
+
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (peak resident set) summed over the process tree, in KiB."""
     total = 0
@@ -417,6 +433,7 @@ class Measurement:
     user_s: float
     system_s: float
     wall_s: float
+    ipis: int  # wake-up IPIs the load core received during the run
     peak_rss_kib: int
     classes: dict[str, int] | None
     probe: tuple[object, object] = (None, None)  # ``probe()`` just before and after the run
@@ -431,6 +448,10 @@ class Measurement:
 
     def per_request_us(self, seconds: float) -> float:
         return seconds * 1e6 / self.wrk.requests if self.wrk.requests else float("nan")
+
+    @property
+    def ipis_per_request(self) -> float:
+        return self.ipis / self.wrk.requests if self.wrk.requests else float("nan")
 
     @property
     def cpu_percent(self) -> float:
@@ -459,7 +480,9 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
         stats_before = admin_stats(admin_port)
         probe_before = probe() if probe else None
         (user0, sys0), t0 = cpu_times(proc.pid), time.monotonic()
+        ipis0 = wakeup_ipis(LOAD_CORE)
         result = run_wrk(url, connections, duration, procs.workdir)
+        ipis1 = wakeup_ipis(LOAD_CORE)
         (user1, sys1), t1 = cpu_times(proc.pid), time.monotonic()
         probe_after = probe() if probe else None
         if proc.poll() is not None:
@@ -470,6 +493,7 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
         procs.stop(proc)
     check_wrk(result, label, classes)
     return Measurement(wrk=result, user_s=user1 - user0, system_s=sys1 - sys0, wall_s=t1 - t0,
+                       ipis=ipis1 - ipis0,
                        peak_rss_kib=rss, classes=classes, probe=(probe_before, probe_after))
 
 

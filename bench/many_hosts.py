@@ -115,13 +115,15 @@ def main() -> int:
                         user = b.median(m.per_request_us(m.user_s) for m in runs)
                         system = b.median(m.per_request_us(m.system_s) for m in runs)
                         acks = b.median(pure_acks_per_response(*m.probe) for m in runs)
+                        ipis = b.median(m.ipis_per_request for m in runs)
                         medians[(kind, hosts)] = rps
                         print(f"[{policy} {kind} {hosts} hosts] {rps:,.0f} req/s "
                               f"p99 {b.fmt_ms(p99)} ms CPU {user:.0f}+{system:.0f} µs/req, "
-                              f"{acks:.2f} pure ACKs/response", file=sys.stderr)
+                              f"{acks:.2f} pure ACKs/response, {ipis:.2f} IPIs/req", file=sys.stderr)
                         rows.append([policy, b.PROXY_LABEL[kind], str(hosts), f"{rps:,.0f}",
                                      f"{rps / medians[(kind, sizes[0])]:.2f}", b.fmt_ms(p99),
-                                     f"{user:.0f}", f"{system:.0f}", f"{acks:.2f}"])
+                                     f"{user:.0f}", f"{system:.0f}", f"{acks:.2f}",
+                                     f"{ipis:.2f}"])
                 if "outrider" in kinds and {10, 1000} <= set(sizes):
                     ratio = medians[("outrider", 1000)] / medians[("outrider", 10)]
                     envoy = (medians[("envoy", 1000)] / medians[("envoy", 10)]
@@ -138,10 +140,11 @@ def main() -> int:
         "nginx (1,000 ports) and wrk on core 1; median of the repeats. *vs first* is req/s "
         f"relative to the same proxy at {sizes[0]} hosts; CPU is the proxy's own, split into "
         "user and kernel time; *pure ACKs* are data-less segments the proxy's upstream sockets "
-        "sent per response.", "",
+        "sent per response; *IPIs* are the wake-up interrupts the load core received per "
+        "request (`benchlib.wakeup_ipis`).", "",
         b.facts_markdown(facts), "",
         b.markdown_table(["policy", "proxy", "hosts", "req/s", "vs first", "p99 ms",
-                          "user µs/req", "kernel µs/req", "pure ACKs"], rows), "",
+                          "user µs/req", "kernel µs/req", "pure ACKs", "IPIs"], rows), "",
         "Target (issue 3): 1,000 hosts lower Outrider's req/s by at most 10% versus 10 hosts.", "",
     ]
     lines += [f"- **{'PASS' if ok else 'FAIL'}** {policy}: 1,000 hosts / 10 hosts = "

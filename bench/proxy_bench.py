@@ -100,6 +100,7 @@ def summarize(runs: list[b.Measurement]) -> dict[str, float]:
         "p50": b.median(m.wrk.latency_us["p50"] for m in runs),
         "p99": b.median(m.wrk.latency_us["p99"] for m in runs),
         "cpu_us": b.median(m.cpu_us_per_request for m in runs),
+        "ipis": b.median(m.ipis_per_request for m in runs),
         "cpu_pct": b.median(m.cpu_percent for m in runs),
         "rss_mib": b.median(m.peak_rss_kib for m in runs) / 1024.0,
         "requests": sum(m.wrk.requests for m in runs),
@@ -109,7 +110,7 @@ def summarize(runs: list[b.Measurement]) -> dict[str, float]:
 def report(args: argparse.Namespace, facts: list[tuple[str, str]],
            results: dict[tuple[str, str], dict[str, float]]) -> tuple[str, bool | None]:
     header = ["scenario", "proxy", "req/s", "req/s spread", "p50 ms", "p99 ms",
-              "CPU µs/req", "proxy CPU %", "peak RSS MiB"]
+              "CPU µs/req", "proxy CPU %", "wake-up IPIs/req", "peak RSS MiB"]
     rows = []
     for key in args.scenarios:
         scenario = SCENARIOS[key]
@@ -120,12 +121,13 @@ def report(args: argparse.Namespace, facts: list[tuple[str, str]],
             rows.append([scenario.title, b.PROXY_LABEL[kind], f"{s['rps']:,.0f}",
                          f"±{s['spread'] / 2:.0f}%" if args.repeat > 1 else "–",
                          b.fmt_ms(s["p50"]), b.fmt_ms(s["p99"]),
-                         f"{s['cpu_us']:.0f}", f"{s['cpu_pct']:.0f}", f"{s['rss_mib']:.1f}"])
+                         f"{s['cpu_us']:.0f}", f"{s['cpu_pct']:.0f}", f"{s['ipis']:.2f}",
+                         f"{s['rss_mib']:.1f}"])
         if o and e:
             rows.append([scenario.title, "**Outrider / Envoy**",
                          f"**{b.fmt_ratio(o['rps'] / e['rps'])}**", "",
                          b.fmt_ratio(o["p50"] / e["p50"]), b.fmt_ratio(o["p99"] / e["p99"]),
-                         b.fmt_ratio(o["cpu_us"] / e["cpu_us"]), "",
+                         b.fmt_ratio(o["cpu_us"] / e["cpu_us"]), "", "",
                          b.fmt_ratio(o["rss_mib"] / e["rss_mib"])])
     verdict: bool | None = None
     lines = []
@@ -209,6 +211,7 @@ def main() -> int:
                               f"p50 {b.fmt_ms(m.wrk.latency_us['p50'])} ms  "
                               f"p99 {b.fmt_ms(m.wrk.latency_us['p99'])} ms  "
                               f"CPU {m.cpu_us_per_request:.0f} µs/req ({m.cpu_percent:.0f}%)  "
+                              f"IPIs {m.ipis_per_request:.2f}/req  "
                               f"RSS {m.peak_rss_kib / 1024:.1f} MiB", file=sys.stderr)
                 for kind in PROXIES:
                     results[(key, kind)] = summarize(runs[kind])
