@@ -10,8 +10,9 @@ Envoy buffers a connection's writes and sends them when its event loop's pass en
 Outrider: ``write`` collects a connection's bytes, the connection registers with its loop's
 ``FlushScheduler`` once, and one ``call_soon`` callback sends every connection's bytes back to
 back after all ready events have been handled. A response head and body, or several pipelined
-answers, still leave in one send. Writes that reach ``FLUSH_NOW_BYTES`` go out immediately, so
-large bodies keep flow control (``pause_writing``) prompt and memory bounded.
+answers, still leave in one send. Writes that reach ``FLUSH_NOW_BYTES`` (one full socket read,
+uvloop's 256 KiB) go out immediately, so a large body streams as it did and what a connection
+holds back stays under two reads; flow control (``pause_writing``) is unchanged for it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import weakref
 
 log = logging.getLogger("outrider.net")
 
-FLUSH_NOW_BYTES = 64 * 1024
+FLUSH_NOW_BYTES = 256 * 1024
 _JOIN_LIMIT = 16 * 1024  # below this, one joined copy is cheaper than a writev
 
 
