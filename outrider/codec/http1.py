@@ -63,6 +63,22 @@ def _named_by_connection(value: str, named: set | None) -> set | None:
     return named
 
 
+# Header names as they arrive (any case) -> lowercased str. Names repeat from request to request,
+# so most lookups hit and skip a decode and a lower() (two allocations) per header. Bounded: a
+# client inventing names cannot grow it past the limit; those are converted every time.
+_NAMES: dict[bytes, str] = {}
+_NAMES_LIMIT = 4096
+
+
+def _header_name(raw: bytes) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.decode("latin-1").lower()
+        if len(_NAMES) < _NAMES_LIMIT:
+            _NAMES[raw] = name
+    return name
+
+
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
@@ -178,7 +194,7 @@ class ServerCodec:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self._max_header_bytes:
             self._fail(CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large"))
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -316,7 +332,7 @@ class ClientCodec:
         self.in_message = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
