@@ -423,3 +423,14 @@ def test_upgrade_stays_for_the_connection_manager():
     data = request("GET / HTTP/1.1\nHost: a\nUpgrade: h2c\nConnection: Upgrade, HTTP2-Settings\n"
                    "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\n")
     assert parse_requests(data)[0][5] == [("upgrade", "h2c")]
+
+
+def test_header_name_cache_is_bounded_and_case_insensitive(monkeypatch):
+    from outrider.codec import http1
+
+    monkeypatch.setattr(http1, "_NAMES", {})
+    monkeypatch.setattr(http1, "_NAMES_LIMIT", 3)
+    names = [f"X-Made-Up-{i}".encode() for i in range(10)]
+    assert [http1._header_name(n) for n in names] == [f"x-made-up-{i}" for i in range(10)]
+    assert len(http1._NAMES) == 3
+    assert http1._header_name(b"X-MADE-UP-9") == "x-made-up-9"  # past the limit: still right
