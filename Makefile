@@ -32,8 +32,9 @@ test-integration: $(VENV)/.installed
 
 # Load tools from Debian's packages (wrk, h2load; nginx is the benchmark origin).
 tools:
-	@(command -v wrk && command -v h2load && (command -v nginx || test -x /usr/sbin/nginx)) \
-		>/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client nginx-light)
+	@(command -v wrk && command -v h2load && (command -v nginx || test -x /usr/sbin/nginx) \
+		&& (command -v ss || test -x /usr/bin/ss)) >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client nginx-light iproute2)
 
 # Benchmarks (see bench/README.md); e.g. make bench BENCH_ARGS="--duration 20 --repeat 5".
 BENCH_ARGS ?=

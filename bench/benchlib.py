@@ -359,8 +359,8 @@ def nginx_binary() -> str:
     return found
 
 
-def require_tools() -> None:
-    for tool in ("wrk", "taskset"):
+def require_tools(*extra: str) -> None:
+    for tool in ("wrk", "taskset", *extra):
         if shutil.which(tool) is None:
             raise BenchError(f"{tool} not found: `make tools`")
     if (os.cpu_count() or 1) < 2:

@@ -89,7 +89,7 @@ def main() -> int:
     kinds = [k.strip() for k in args.proxies.split(",") if k.strip()]
     if not sizes or sizes[0] < 1 or sizes[-1] > 1000 or not set(kinds) <= set(b.PROXY_LABEL):
         parser.error("--hosts takes sizes from 1 to 1000; --proxies outrider and/or envoy")
-    b.require_tools()
+    b.require_tools("ss")  # per-socket segment counters (iproute2)
     facts = b.machine_facts()
     workdir = b.make_workdir("outrider-hosts-")
     rows = []
