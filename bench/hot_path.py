@@ -3,9 +3,11 @@
 A fake transport on each side: request bytes go into a DownstreamConnection, the upstream
 connection the pool made receives a canned response, and the response bytes come back. What is
 measured is exactly the proxy's own code per request (codec, header rules, routing, load
-balancing, pooling, encoding), which is what optimisations change; syscalls are not included.
+balancing, pooling, encoding, the per-iteration write flush), which is what optimisations
+change; syscalls are not included. ``--batch`` connections (16) share each loop iteration, as
+under load, so the flush scheduling is amortised as it is in a running proxy.
 
-    python bench/hot_path.py [--requests N]
+    python bench/hot_path.py [--requests N] [--batch K]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import yaml
 
 from outrider.config.loader import load_bootstrap_data
-from outrider.net.flush import flush_scheduler
+from outrider.net.downstream import DownstreamConnection
 from outrider.net.upstream import UpstreamConnection
 from outrider.server.listener import ListenerFactory
 from outrider.stats.store import StatsStore
@@ -90,62 +92,62 @@ class FakeTransport:
         pass
 
 
-async def run(requests: int) -> None:
+async def run(requests: int, batch: int) -> None:
     loop = asyncio.get_running_loop()
     bootstrap = load_bootstrap_data(yaml.safe_load(CONFIG)).bootstrap
     store = StatsStore()
     resources = bootstrap.static_resources
     cm = ClusterManager([ClusterSettings.from_proto(c) for c in resources.clusters], store, loop)
     factory = ListenerFactory(resources.listeners[0], cm, store, loop)
-    pool = next(iter(cm.clusters.values())).pool_for(
-        next(iter(cm.clusters.values())).priority_set.all_hosts[0])
-    # One upstream connection, made ready by hand: no real connect.
-    upstream = UpstreamConnection(pool)
-    up_transport = FakeTransport()
-    upstream.connection_made(up_transport)
-    pool.clients.add(upstream)
-    pool.idle.append(upstream)
+    cluster = next(iter(cm.clusters.values()))
+    pool = cluster.pool_for(cluster.priority_set.all_hosts[0])
+    # ``batch`` client connections and as many upstream connections, made ready by hand (no
+    # real connect), so one loop iteration handles ``batch`` reads as a loaded proxy's does.
+    upstreams, downstreams = [], []
+    for _ in range(batch):
+        upstream = UpstreamConnection(pool)
+        upstream.connection_made(FakeTransport())
+        pool.clients.add(upstream)
+        pool.idle.append(upstream)
+        upstreams.append(upstream)
+        down = DownstreamConnection(factory)
+        down.connection_made(FakeTransport())
+        downstreams.append(down)
 
-    from outrider.net.downstream import DownstreamConnection
+    async def rounds(count: int) -> None:
+        # One iteration reads every client's request, the next every upstream's response; the
+        # loop runs the scheduled flush between them (``sleep(0)`` yields one iteration).
+        for _ in range(count):
+            for down in downstreams:
+                down.data_received(REQUEST)
+            await asyncio.sleep(0)
+            for upstream in upstreams:
+                if upstream.request is not None:
+                    upstream.data_received(RESPONSE)
+            await asyncio.sleep(0)
 
-    down = DownstreamConnection(factory)
-    down_transport = FakeTransport()
-    down.connection_made(down_transport)
-
-    # Each read is its own loop iteration: the writes it made are flushed after it (the loop
-    # runs the scheduled flush as a no-op later; yielding now and then drains those handles).
-    flush = flush_scheduler(loop).run
-
-    def one() -> None:
-        down.data_received(REQUEST)
-        flush()
-        upstream.data_received(RESPONSE)
-        flush()
-
-    async def many(count: int) -> None:
-        for i in range(count):
-            one()
-            if i % 1000 == 999:
-                await asyncio.sleep(0)
-
-    await many(2000)  # warm up
-    down_transport.out.clear()
-    up_transport.out.clear()
+    await rounds(2000 // batch + 1)  # warm up
+    for connection in upstreams + downstreams:
+        connection.transport.out.clear()
+    count = max(1, requests // batch)
     start = time.perf_counter()
-    await many(requests)
+    await rounds(count)
     elapsed = time.perf_counter() - start
-    assert len(down_transport.out) == requests, len(down_transport.out)
-    assert len(up_transport.out) == requests
-    print(f"{requests} requests: {elapsed * 1e6 / requests:.2f} µs of Python per request")
+    done = count * batch
+    assert sum(len(d.transport.out) for d in downstreams) == done
+    assert sum(len(u.transport.out) for u in upstreams) == done
+    print(f"{done} requests: {elapsed * 1e6 / done:.2f} µs of Python per request")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=16,
+                        help="connections whose reads share one loop iteration")
     args = parser.parse_args()
     import uvloop
 
-    uvloop.run(run(args.requests))
+    uvloop.run(run(args.requests, args.batch))
 
 
 if __name__ == "__main__":
