@@ -69,9 +69,11 @@ def serve(bootstrap, args) -> int:
     import uvloop
 
     from outrider.server.instance import Server
+    from outrider.server.limits import raise_open_files_limit
     from outrider.server.memory import tune_malloc
 
     tune_malloc()
+    raise_open_files_limit()
     options = {"config_path": args.config_path, "concurrency": args.concurrency,
                "admin_address_path": args.admin_address_path}
     server = Server(bootstrap, options)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import resource
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -95,3 +98,39 @@ def test_version():
     result = run("--version")
     assert result.returncode == 0
     assert re.search(r"outrider version: \d+\.\d+", result.stdout + result.stderr)
+
+
+def _soft_open_files_limit(pid: int) -> int:
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open files limit")
+
+
+def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path, good_config):
+    # At the usual soft limit of 1,024 a proxy runs out of descriptors near 500 concurrent
+    # proxied requests; it lifts its soft limit to what the hard limit allows.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("hard open files limit too low to observe a raise")
+    expected = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    port = good_config["static_resources"]["listeners"][0]["address"]["socket_address"][
+        "port_value"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outrider", "-c", write(tmp_path, good_config), "-l", "error"],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "proxy did not start"
+                time.sleep(0.05)
+        assert _soft_open_files_limit(proc.pid) == expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
