@@ -40,6 +40,7 @@ SCENARIOS = {s.key: s for s in (
     Scenario("64k", "64 KiB body, c=50", "/static/64k.bin", 50),
     Scenario("1m", "1 MiB body, c=10", "/static/1m.bin", 10),
     Scenario("c1", "small response, c=1 (latency)", "/small", 1),
+    Scenario("c1000", "small response, c=1000", "/small", 1000),
 )}
 HEADLINE = "small"
 PROXIES = ("outrider", "envoy")
