@@ -12,6 +12,7 @@ core 1.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import http.client
 import json
@@ -357,6 +358,18 @@ def nginx_binary() -> str:
     if not found:
         raise BenchError("nginx not found: `make tools` (apt-get install nginx-light)")
     return found
+
+
+def run_parser(doc: str, *, repeat_help: str, warmup: float = 1.0) -> argparse.ArgumentParser:
+    """The flags every proxy benchmark takes: run length, repeats, warm-up and the report file."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--repeat", type=int, default=3, help=repeat_help)
+    parser.add_argument("--warmup", type=float, default=warmup,
+                        help="seconds of warm-up per run")
+    parser.add_argument("--output", help="write the report as a marked section of this "
+                                         "markdown file (e.g. bench/RESULTS.md)")
+    return parser
 
 
 def require_tools(*extra: str) -> None:

@@ -17,7 +17,6 @@ extra segment, which is the cliff between a few hundred and 1,000 hosts at this 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import shutil
@@ -75,14 +74,10 @@ def pure_acks_per_response(before: dict, after: dict) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser = b.run_parser(__doc__, repeat_help="runs per proxy, policy and size", warmup=3.0)
     parser.add_argument("--policies", default="ROUND_ROBIN,LEAST_REQUEST")
     parser.add_argument("--hosts", default="10,1000", help="cluster sizes, up to 1000")
     parser.add_argument("--proxies", default="outrider,envoy")
-    parser.add_argument("--output", help="write the report as a section of this markdown file")
     args = parser.parse_args()
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     sizes = sorted(int(n) for n in args.hosts.split(","))

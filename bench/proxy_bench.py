@@ -168,14 +168,9 @@ def report(args: argparse.Namespace, facts: list[tuple[str, str]],
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per proxy and scenario")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per run")
+    parser = b.run_parser(__doc__, repeat_help="runs per proxy and scenario")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    parser.add_argument("--output", help="write the report as a marked section of this "
-                                         "markdown file (e.g. bench/RESULTS.md)")
     parser.add_argument("--check", action="store_true",
                         help="exit 2 when the issue-2 target fails")
     args = parser.parse_args()

@@ -182,18 +182,13 @@ def report(args: argparse.Namespace, facts: list[tuple[str, str]],
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per variant")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per run")
+    parser = b.run_parser(__doc__, repeat_help="runs per variant")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--fast-ms", type=float, default=5.0)
     parser.add_argument("--slow-ms", type=float, default=50.0)
-    parser.add_argument("--output", help="write the report as a marked section of this "
-                                         "markdown file (e.g. bench/RESULTS.md)")
     parser.add_argument("--check", action="store_true", help="exit 2 when a target fails")
     args = parser.parse_args()
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
