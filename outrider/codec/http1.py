@@ -1,11 +1,19 @@
 """HTTP/1.1 codec over httptools (llhttp): bytes in, events out; headers in, bytes out.
 
 No asyncio here. ``ServerCodec`` parses requests from a client and calls its ``callbacks``
-(the connection manager); ``ClientCodec`` parses responses from an upstream. Encoding is a set
-of pure functions returning ``bytes``; the caller batches writes.
+(the connection manager); each response goes out through a ``ResponseEncoder`` it hands the
+stream. ``ClientCodec`` is one upstream connection's codec: it encodes the request and parses
+the response, and it alone says whether the connection may carry another request
+(``reuse_refusal``). Framing (body or not, length, chunks, close) comes from ``framing``.
 
-Protocol errors become ``CodecError`` carrying the status and body Envoy answers with, so the
-caller sends the right local reply without guessing (h11's ``error_status_hint``).
+Rules both directions keep:
+- A peer's protocol error is a ``CodecError`` carrying the status and body Envoy answers with
+  (h11's ``error_status_hint``). Anything else raised from a callback is the proxy's own bug
+  and propagates unchanged, so it is never mistaken for (or counted as) the peer's fault.
+- The head of a message (start line and headers) is bounded where bytes are fed, before
+  httptools buffers an unfinished header: ``max_request_headers_kb`` / ``max_response_headers_kb``.
+- A response byte nobody asked for (after a complete response, after a HEAD answer's headers,
+  on an idle connection) is a protocol error: such a connection is never reused.
 """
 
 from __future__ import annotations
@@ -15,11 +23,16 @@ from http import HTTPStatus
 
 import httptools
 
+from outrider.codec import framing as fr
 from outrider.http.headers import RequestHeaders, ResponseHeaders
 
 
 class CodecError(Exception):
-    """A request the codec refuses; answer ``status`` with ``body`` and close the connection."""
+    """Input the codec refuses; answer ``status`` with ``body`` and close the connection.
+
+    From ``ClientCodec`` the status is the one the client gets (502) and ``details`` the reset
+    reason (``protocol error``).
+    """
 
     def __init__(self, status: int, body: str, details: str) -> None:
         super().__init__(details)
@@ -99,28 +112,93 @@ def status_line(status: int) -> bytes:
     return line
 
 
-class ServerCodec:
+_HEADERS_TOO_LARGE = ("Request Header Fields Too Large", "http1.headers_too_large")
+
+
+class _BoundedParser:
+    """What both codecs share: feeding llhttp with the message head bounded, and errors sorted.
+
+    httptools hands over a header only once its value ends, buffering it until then, so a
+    bound checked in ``on_header`` alone lets one endless header grow without limit. Here the
+    head is counted as it is fed: completed fields exactly (``_head_bytes``), plus every read
+    that ended inside the head without completing anything (``_unfinished``: all its bytes are
+    part of the open field). A read that completed a field but ended in the next one counts
+    that one's start as nothing, so the bound is exact to within one read.
+    """
+
+    __slots__ = ("_parser", "_in_head", "_head_bytes", "_unfinished", "_progress",
+                 "_max_head_bytes", "_limit_error")
+
+    def _init_bound(self, max_head_bytes: int) -> None:
+        self._max_head_bytes = max_head_bytes
+        self._in_head = False
+        self._head_bytes = 0
+        self._unfinished = 0
+        self._progress = False
+        self._limit_error: CodecError | None = None
+
+    def _begin_head(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        self._unfinished = 0
+        self._progress = True
+
+    def _count_head(self, size: int) -> None:
+        """A completed piece of the head (the URL so far, a header line) of ``size`` bytes."""
+        self._progress = True
+        self._head_bytes = size = self._head_bytes + size
+        if size > self._max_head_bytes:
+            self._fail(self._head_too_large())
+
+    def _feed_bounded(self, data: bytes) -> None:
+        """Feed ``data``; raise CodecError for the peer's errors, anything else as it is."""
+        self._progress = False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            raise self._callback_failure(exc) from None
+        if self._in_head:
+            self._unfinished = 0 if self._progress else self._unfinished + len(data)
+            if self._head_bytes + self._unfinished > self._max_head_bytes:
+                raise self._head_too_large()
+
+    @staticmethod
+    def _callback_failure(exc: httptools.HttpParserCallbackError) -> BaseException:
+        # httptools chains what a callback raised as the context: a CodecError is the input's
+        # fault; anything else is ours and goes up unchanged (never a "callback failed" 400).
+        return exc.__context__ or exc
+
+    def _fail(self, error: CodecError):
+        # Raising inside a callback makes httptools abort parsing; feed() re-raises this error.
+        self._limit_error = error
+        raise error
+
+    def _head_too_large(self) -> CodecError:
+        raise NotImplementedError
+
+
+class ServerCodec(_BoundedParser):
     """Parses HTTP/1.x requests.
 
-    ``callbacks`` receives, per request, in order:
-    ``on_request_headers(headers, version, keep_alive, body_framing)``, where body_framing is
-    "none", "length" or "chunked"; ``on_request_data(data)``; ``on_request_complete()``.
+    ``callbacks`` receives, per request, in order: ``on_message_begin()`` at its first byte;
+    ``on_request_headers(headers, version, keep_alive, framing)`` (framing from ``framing``:
+    "none", "length" or "chunked"); ``on_request_data(data)``; ``on_request_complete()``.
     ``feed`` raises ``CodecError`` for malformed input; the connection is unusable afterwards.
     """
 
     __slots__ = (
-        "callbacks", "_parser", "_url", "_headers", "_header_bytes", "_max_header_bytes",
-        "_max_headers_count", "_limit_error", "_in_message", "_allow_absolute_url",
-        "upgrade", "expect_continue",
+        "callbacks", "_url", "_headers", "_max_headers_count", "_in_message",
+        "_allow_absolute_url", "upgrade", "expect_continue",
     )
 
     def __init__(self, callbacks, max_request_headers_kb: int = 60, max_headers_count: int = 100,
                  allow_absolute_url: bool = True):
         self.callbacks = callbacks
         self._allow_absolute_url = allow_absolute_url
-        self._max_header_bytes = max_request_headers_kb * 1024
         self._max_headers_count = max_headers_count
+        self._init_bound(max_request_headers_kb * 1024)
         self._parser = self._new_parser()
+        self._in_message = False
         self._reset()
 
     def _new_parser(self) -> httptools.HttpRequestParser:
@@ -132,9 +210,6 @@ class ServerCodec:
     def _reset(self) -> None:
         self._url = b""
         self._headers: list[tuple[str, str]] = []
-        self._header_bytes = 0
-        self._limit_error: CodecError | None = None
-        self._in_message = False
         # Of the request whose headers were just delivered: its Upgrade header value (the
         # header stays in the map) and whether it asked for 100-continue (that one does not:
         # the proxy answers it, as Envoy does).
@@ -143,13 +218,13 @@ class ServerCodec:
 
     @property
     def in_message(self) -> bool:
-        """True between the first byte of a request and its end (for idle/close decisions)."""
+        """True between the first byte of a request and its end."""
         return self._in_message
 
     def feed(self, data: bytes) -> None:
         while data:
             try:
-                self._parser.feed_data(data)
+                self._feed_bounded(data)
                 return
             except httptools.HttpParserUpgrade as upgrade:
                 # llhttp stops after an Upgrade/CONNECT request; the caller decided what to do
@@ -160,12 +235,17 @@ class ServerCodec:
             except httptools.HttpParserError as exc:
                 raise self._codec_error(exc) from None
 
+    def response_encoder(self, connection, request_method: str, version: str) -> ResponseEncoder:
+        """The encoder for the response to a request (``connection`` takes its bytes)."""
+        return ResponseEncoder(connection, request_method, version)
+
+    def _head_too_large(self) -> CodecError:
+        return CodecError(431, *_HEADERS_TOO_LARGE)
+
     def _codec_error(self, exc: httptools.HttpParserError) -> CodecError:
         """The CodecError for a parser failure: the limit we raised, or llhttp's complaint."""
         if self._limit_error is not None:
             return self._limit_error
-        if isinstance(exc, httptools.HttpParserCallbackError):
-            return _bad_request("callback failed")
         if isinstance(exc, httptools.HttpParserInvalidMethodError):
             return _bad_request("http1.codec_error: invalid method")
         if isinstance(exc, httptools.HttpParserInvalidURLError):
@@ -181,22 +261,21 @@ class ServerCodec:
 
     def on_message_begin(self) -> None:
         self._reset()
+        self._begin_head()
         self._in_message = True
+        self.callbacks.on_message_begin()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._header_bytes += len(url)
-        if self._header_bytes > self._max_header_bytes:
-            self._fail(CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large"))
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # The byte limit also bounds the header count, which on_headers_complete checks.
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._max_header_bytes:
-            self._fail(CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large"))
+        self._count_head(len(name) + len(value) + 4)
         self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
@@ -207,7 +286,8 @@ class ServerCodec:
         method = parser.get_method().decode("latin-1")
         url = self._url.decode("latin-1")
         authority = None
-        framing = "none"
+        content_length = None
+        chunked = False
         items = []
         named = None
         for name, value in self._headers:
@@ -219,14 +299,13 @@ class ServerCodec:
                     self._fail(_bad_request("http1.duplicate_host"))
                 authority = value
             elif name == "content-length":
-                if value != "0":
-                    framing = "length"
+                content_length = value
                 items.append((name, value))
             elif name == "transfer-encoding":
                 if value.lower() != "chunked":
                     self._fail(CodecError(501, "Not Implemented",
                                           "http1.invalid_transfer_encoding"))
-                framing = "chunked"
+                chunked = True
             elif name == "connection":
                 named = _named_by_connection(value, named)
             elif name == "upgrade":
@@ -263,7 +342,8 @@ class ServerCodec:
             self._fail(_bad_request("http1.invalid_host"))
         headers = RequestHeaders(method, url, authority, scheme, items)
         self.callbacks.on_request_headers(
-            headers, version, parser.should_keep_alive(), framing)
+            headers, version, parser.should_keep_alive(),
+            fr.parsed_request_framing(content_length, chunked))
 
     def on_body(self, body: bytes) -> None:
         self.callbacks.on_request_data(body)
@@ -271,11 +351,6 @@ class ServerCodec:
     def on_message_complete(self) -> None:
         self._in_message = False
         self.callbacks.on_request_complete()
-
-    def _fail(self, error: CodecError):
-        # Raising inside a callback makes httptools abort parsing; feed() re-raises this error.
-        self._limit_error = error
-        raise error
 
 
 # Characters that cannot appear in a Host (RFC 3986 reg-name, IP literal and port).
@@ -286,110 +361,222 @@ def _valid_authority(authority: str) -> bool:
     return _INVALID_AUTHORITY(authority) is None
 
 
-class ClientCodec:
-    """Parses HTTP/1.1 responses from an upstream.
+class ResponseEncoder:
+    """Writes one response to a client: head, body and end, framed by ``framing``.
 
-    ``callbacks`` receives ``on_response_headers(headers, keep_alive, framing)`` (framing:
-    "none", "length", "chunked" or "close" for a body delimited by connection close),
-    ``on_response_data(data)``, ``on_response_complete()``. Interim 1xx responses other than
-    101 are dropped. ``expect_head_response()`` before a HEAD request: the body is then absent
-    whatever the headers say. ``feed`` raises ``httptools.HttpParserError`` on garbage.
+    ``encode_headers`` returns whether the connection must close after this response (asked
+    for by ``close``, or forced because the body ends with the connection).
     """
 
-    __slots__ = ("callbacks", "_parser", "_headers", "_head", "_skip", "_done_early", "in_message")
+    __slots__ = ("connection", "request_method", "version", "chunked", "body_allowed")
 
-    def __init__(self, callbacks) -> None:
-        self.callbacks = callbacks
+    def __init__(self, connection, request_method: str, version: str) -> None:
+        self.connection = connection
+        self.request_method = request_method
+        self.version = version
+        self.chunked = False
+        self.body_allowed = True
+
+    def encode_100_continue(self) -> None:
+        self.connection.write(CONTINUE_100)
+
+    def encode_headers(self, headers: ResponseHeaders, end_stream: bool, has_length: bool,
+                       close: bool) -> bool:
+        framing = fr.encoded_response_framing(self.request_method, headers.status, has_length,
+                                              end_stream, self.version)
+        if framing == fr.CHUNKED:
+            self.chunked = True
+        elif framing == fr.CLOSE:
+            close = True
+        elif framing == fr.NONE:
+            self.body_allowed = False
+        elif not has_length:
+            headers.add("content-length", "0")  # a body-less answer that could have had one
+        self.connection.write(encode_response_head(headers, self.chunked, close))
+        return close
+
+    def encode_data(self, data: bytes, end_stream: bool) -> None:
+        if not self.body_allowed:
+            return  # a HEAD, 1xx, 204 or 304 answer: whatever body came along is dropped
+        if self.chunked:
+            if data:
+                self.connection.write(encode_chunk(data) + LAST_CHUNK if end_stream
+                                      else encode_chunk(data))
+            elif end_stream:
+                self.connection.write(LAST_CHUNK)
+        elif data:
+            self.connection.write(data)
+
+
+class ClientCodec(_BoundedParser):
+    """One upstream connection's HTTP/1.1 codec: encodes requests, parses their responses.
+
+    ``connection`` takes the request bytes (``write``) and receives the response events:
+    ``on_response_headers(headers, keep_alive, framing)`` (framing "none", "length",
+    "chunked" or "close"), ``on_response_data(data)``, ``on_response_complete()``. Interim
+    1xx responses other than 101 are dropped. ``feed`` raises ``CodecError`` (502,
+    ``protocol error``) on anything but the response to the request in flight.
+    """
+
+    __slots__ = ("connection", "_headers", "_awaiting", "_parser_stale", "_method",
+                 "_keep_alive", "_request_complete", "_interim", "_chunked_request")
+
+    def __init__(self, connection, max_response_headers_kb: int = 60) -> None:
+        self.connection = connection
+        self._init_bound(max_response_headers_kb * 1024)
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[str, str]] = []
-        self._head = False
-        self._skip = False
-        self._done_early = False
-        # True between a response's first byte and its end: bytes past a response's end in the
-        # same read show up here.
-        self.in_message = False
+        # A response is owed: from the request's head until the response's end. Outside of
+        # that, every byte from the upstream is a protocol error.
+        self._awaiting = False
+        # llhttp is inside a HEAD answer's body that we know is not there; the next request
+        # gets a fresh parser.
+        self._parser_stale = False
+        self._method = ""
+        self._keep_alive = True
+        self._request_complete = True
+        self._chunked_request = False
+        self._interim = False
 
-    def expect_head_response(self) -> None:
-        self._head = True
+    # -- encoding the request -------------------------------------------------------------------
 
-    @property
-    def needs_reset(self) -> bool:
-        """True after a HEAD response: llhttp's state is off, the next response needs a new codec."""
-        return self._head
+    def encode_headers(self, headers: RequestHeaders, end_stream: bool) -> None:
+        """Send a request's head (and end it if ``end_stream``); a response is now expected."""
+        if self._parser_stale:
+            self._parser_stale = False
+            self._parser = httptools.HttpResponseParser(self)
+        self._awaiting = True
+        self._method = headers.method
+        self._request_complete = end_stream
+        head, has_length = encode_request_head(headers)
+        framing = fr.encoded_request_framing(has_length, end_stream)
+        self._chunked_request = framing == fr.CHUNKED
+        if self._chunked_request:
+            head = head[:-2] + b"transfer-encoding: chunked\r\n\r\n"
+        self.connection.write(head)
+
+    def encode_data(self, data: bytes, end_stream: bool) -> None:
+        if self._chunked_request:
+            if data:
+                data = encode_chunk(data) + LAST_CHUNK if end_stream else encode_chunk(data)
+            elif end_stream:
+                data = LAST_CHUNK
+        if end_stream:
+            self._request_complete = True
+        if data:
+            self.connection.write(data)
+
+    def reuse_refusal(self) -> str | None:
+        """Why the connection cannot carry another request now, or None if it can.
+
+        Decided from the parser's state and the request side: the request fully sent, its
+        response fully read, keep-alive on both ends, no byte past the response's end (one
+        makes ``feed`` raise, and the connection is closed before it is asked this).
+        """
+        if self._awaiting:
+            return "response incomplete"
+        if not self._request_complete:
+            return "request incomplete"
+        if not self._keep_alive:
+            return "connection close"
+        return None
+
+    # -- parsing the response -------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        if self._done_early:
-            # Bytes after a HEAD response: the upstream broke framing.
-            raise httptools.HttpParserError("data after HEAD response")
+        if not self._awaiting:
+            raise CodecError(502, "", "protocol error")  # nothing asked for: framing is lost
         try:
-            self._parser.feed_data(data)
+            self._feed_bounded(data)
         except httptools.HttpParserUpgrade:
-            # A 101 nobody asked for (Outrider sends no upgrades upstream): a protocol error.
-            raise httptools.HttpParserError("unexpected upgrade response") from None
+            # A 101 nobody asked for (Outrider sends no upgrades upstream).
+            raise CodecError(502, "", "protocol error") from None
+        except httptools.HttpParserError:
+            raise CodecError(502, "", "protocol error") from None
+
+    def _head_too_large(self) -> CodecError:
+        return CodecError(502, "", "protocol error")
 
     def on_message_begin(self) -> None:
+        if not self._awaiting:
+            self._fail(CodecError(502, "", "protocol error"))  # a response after the response
         self._headers = []
-        self.in_message = True
+        self._begin_head()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
         self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         status = parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            self._skip = True
+        if status < 200:
+            if status == 101:
+                self._fail(CodecError(502, "", "protocol error"))  # an upgrade nobody asked for
+            self._interim = True
             return
-        framing = "close"
+        content_length = None
+        chunked = False
         items = []
         named = None
         for name, value in self._headers:
             if name not in _RESPONSE_SPECIAL:
                 items.append((name, value))
             elif name == "content-length":
-                if framing != "chunked":
-                    framing = "length" if value != "0" else "none"
+                content_length = value
                 items.append((name, value))
             elif name == "transfer-encoding":
-                framing = "chunked"
+                if value.lower() != "chunked":
+                    # llhttp would read such a body until close and we would re-frame it;
+                    # Envoy refuses it (502).
+                    self._fail(CodecError(502, "", "protocol error"))
+                chunked = True
             elif name == "connection":
                 named = _named_by_connection(value, named)
             # other connection-level headers (keep-alive, te, ...) end at this hop
         if named:
             items = [kv for kv in items if kv[0] not in named]
-        if self._head or status in (204, 304):
-            framing = "none"
-        keep_alive = parser.should_keep_alive() and framing != "close"
-        self.callbacks.on_response_headers(ResponseHeaders(status, items), keep_alive, framing)
-        if self._head:
-            # llhttp cannot be told to skip the body of a HEAD response; finish here.
-            self._done_early = True
-            self.in_message = False
-            self.callbacks.on_response_complete()
+        framing = fr.parsed_response_framing(self._method, status, content_length, chunked)
+        self._keep_alive = keep_alive = parser.should_keep_alive() and framing != fr.CLOSE
+        connection = self.connection
+        connection.on_response_headers(ResponseHeaders(status, items), keep_alive, framing)
+        if framing == fr.NONE and self._method == "HEAD":
+            # llhttp cannot be told that a HEAD answer has no body: the response ends here, and
+            # a byte llhttp takes for its body is one nobody asked for.
+            self._awaiting = False
+            self._parser_stale = True
+            connection.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._done_early:
-            self.callbacks.on_response_data(body)
+        if not self._awaiting:
+            self._fail(CodecError(502, "", "protocol error"))  # a body the HEAD answer has not
+        self.connection.on_response_data(body)
 
     def on_message_complete(self) -> None:
-        self.in_message = False
-        if self._skip:
-            self._skip = False
+        if self._interim:
+            self._interim = False
             return
-        if not self._done_early:
-            self.callbacks.on_response_complete()
+        if self._parser_stale:
+            self._parser_stale = False  # the HEAD answer's empty body, as llhttp counted it
+            return
+        self._awaiting = False
+        self.connection.on_response_complete()
 
 
 # -- encoding ---------------------------------------------------------------------------------
 
-def encode_request_head(headers: RequestHeaders, chunked: bool) -> bytes:
-    """The request line and headers, origin-form, ``host`` from ``:authority``."""
-    parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
-    parts.insert(0, f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n")
-    if chunked:
-        parts.append("transfer-encoding: chunked\r\n")
+def encode_request_head(headers: RequestHeaders) -> tuple[bytes, bool]:
+    """The request line and headers, origin-form, ``host`` from ``:authority``; and whether
+    a content-length is among them."""
+    has_length = False
+    parts = [f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n"]
+    for name, value in headers.items():
+        if name == "content-length":
+            has_length = True
+        parts.append(f"{name}: {value}\r\n")
     parts.append("\r\n")
-    return "".join(parts).encode("latin-1")
+    return "".join(parts).encode("latin-1"), has_length
 
 
 def encode_response_head(headers: ResponseHeaders, chunked: bool, close: bool) -> bytes:

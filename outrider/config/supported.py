@@ -276,7 +276,8 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "common_http_protocol_options": via("upstream CommonHttpProtocolOptions"),
         "explicit_http_config": OK,
     },
-    "upstream CommonHttpProtocolOptions": fields("idle_timeout", "max_requests_per_connection"),
+    "upstream CommonHttpProtocolOptions": fields("idle_timeout", "max_requests_per_connection",
+                                                 "max_response_headers_kb"),
     UPSTREAM_HTTP + ".ExplicitHttpConfig": {
         "http_protocol_options": via("upstream Http1ProtocolOptions"),
     },

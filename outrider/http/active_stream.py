@@ -1,24 +1,23 @@
 """One request/response exchange on an HTTP/1 connection (Envoy's ActiveStream).
 
-Owned by the ``ConnectionManager``: it applies the connection manager's header rules, picks the
-route, runs the filter chain (today the router alone, the last filter) and encodes the response
-(framing, ``connection: close`` decisions, local replies). Its timeouts are checked by the
-connection's single deadline timer (``check_deadlines``).
+Owned by the ``ConnectionManager``, it exists from the first byte of its request (so header-
+phase timeouts and limits have an owner), applies the connection manager's header rules, picks
+the route, runs the filter chain (today the router alone, the last filter) and hands the
+response to its codec's encoder. Its timeouts are checked by the connection's single deadline
+timer (``check_deadlines``) while it is the stream being answered.
+
+Errors are contained here: a local reply when no response has started, otherwise a reset. An
+exception from the filter chain is the proxy's bug (``fail_internal``: 500 and a log line with
+the traceback), never the client's protocol error.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING
 
-from outrider.codec.http1 import (
-    CONTINUE_100,
-    LAST_CHUNK,
-    CodecError,
-    encode_chunk,
-    encode_response_head,
-)
 from outrider.http import local_reply
 from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.header_rules import mutate_request_headers, mutate_response_headers
@@ -27,6 +26,9 @@ from outrider.http.path import merge_slashes, normalize_path
 
 if TYPE_CHECKING:
     from outrider.http.conn_manager import ConnectionManager
+
+log = logging.getLogger("outrider.http")
+_NO_HEADERS = RequestHeaders()  # a stream's headers until they arrive; never mutated
 
 
 def http_date() -> str:
@@ -42,57 +44,105 @@ _date_cache = [0, ""]
 
 
 class ActiveStream:
-    """One request/response exchange: header rules, routing, and the response encoder."""
+    """One request/response exchange: header rules, routing, and the response's encoder."""
 
     __slots__ = (
         "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
-        "request_complete", "response_started", "response_complete", "close_connection",
-        "chunked_response", "head_request", "deferred", "start_time", "response_flags",
-        "internal", "route", "end_decoded", "codec_error", "upgrade", "expect_continue", "_idle_timeout", "_last_activity", "_request_timer", "response_status",
+        "headers_complete", "request_complete", "response_started", "response_complete",
+        "close_connection", "encoder", "head_request", "deferred", "start_time",
+        "response_flags", "internal", "route", "end_decoded", "local_error", "upgrade",
+        "expect_continue", "response_status", "_active", "_idle_timeout", "_last_activity",
+        "_headers_deadline", "_request_deadline",
     )
 
-    def __init__(self, cm: ConnectionManager, headers: RequestHeaders, version: str,
-                 keep_alive: bool, framing: str) -> None:
+    def __init__(self, cm: ConnectionManager) -> None:
         self.cm = cm
-        self.request_headers = headers
-        self.version = version
-        self.keep_alive = keep_alive
-        self.framing = framing
+        self.request_headers = _NO_HEADERS  # until the codec delivers them (on_headers)
+        self.version = "1.1"
+        self.keep_alive = False
+        self.framing = "none"
         self.router = None
+        self.encoder = None
         self.started = False
+        self.headers_complete = False
         self.request_complete = False
         self.response_started = False
         self.response_complete = False
-        self.close_connection = not keep_alive
-        self.chunked_response = False
-        self.head_request = headers.method == "HEAD"
-        self.deferred: list | None = None  # request events buffered while pipelined
+        self.close_connection = False
+        self.head_request = False
+        self.deferred: list | None = None  # request body bytes buffered while pipelined
         self.start_time = time.time()
         self.response_flags = "-"
         self.internal = False
         self.route = None
         self.end_decoded = False
-        self.codec_error: CodecError | None = None
+        # (status, body, details, flag) of an error to answer once this stream's turn comes.
+        self.local_error: tuple | None = None
         self.upgrade: str | None = None
         self.expect_continue = False
         self.response_status = 0
         self._idle_timeout: float | None = None
         self._last_activity = 0.0
-        self._request_timer = None
+        self._headers_deadline: float | None = None
+        self._request_deadline: float | None = None
+        # Counted in downstream_rq_active from the first byte until the response ends or the
+        # stream is reset, exactly once either way.
+        self._active = True
+        cm.stats.on_request_start()
 
     # -- decoding -------------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Its turn to be answered (at its first byte, or when the stream ahead finished): the
+        header-phase and request timeouts run from now, as Envoy parses one request at a time."""
+        cm = self.cm
+        config = cm.config
+        now = cm.loop.time()
+        self._last_activity = now
+        deadline = None
+        if config.stream_idle_timeout:
+            self._idle_timeout = config.stream_idle_timeout
+            deadline = now + config.stream_idle_timeout
+        if config.request_headers_timeout and not self.headers_complete:
+            self._headers_deadline = now + config.request_headers_timeout
+            deadline = min(deadline or self._headers_deadline, self._headers_deadline)
+        if config.request_timeout and not self.request_complete:
+            self._request_deadline = now + config.request_timeout
+            deadline = min(deadline or self._request_deadline, self._request_deadline)
+        if deadline is not None:
+            cm.schedule_deadline(deadline)
+        if self.local_error is not None:
+            self._answer_local_error()
+        elif self.headers_complete:
+            self.start()
+
+    def on_headers(self, headers: RequestHeaders, version: str, keep_alive: bool, framing: str,
+                   upgrade: str | None, expect_continue: bool) -> None:
+        """The request's headers are complete (from the codec)."""
+        self.request_headers = headers
+        self.version = version
+        self.keep_alive = keep_alive
+        self.close_connection = self.close_connection or not keep_alive
+        self.framing = framing
+        self.head_request = headers.method == "HEAD"
+        self.upgrade = upgrade
+        self.expect_continue = expect_continue
+        self.headers_complete = True
+        self._headers_deadline = None
+        self._last_activity = self.cm.loop.time()
+        self.encoder = self.cm.codec.response_encoder(self.cm.connection, headers.method, version)
 
     def start(self) -> None:
         """Begin processing: header rules, route, then the filter chain (the router)."""
         self.started = True
+        try:
+            self._start()
+        except Exception:  # noqa: BLE001 - logged with its traceback by fail_internal
+            self.fail_internal()
+
+    def _start(self) -> None:
         cm = self.cm
         config = cm.config
-        cm.stats.on_request_start()
-        if self.codec_error is not None:
-            self.answer_codec_error()
-            return
-        if config.request_timeout and not self.request_complete:
-            self._request_timer = cm.loop.call_later(config.request_timeout, self._on_request_timeout)
         headers = self.request_headers
         if self.version == "1.0":
             if not config.accept_http_10:
@@ -105,14 +155,18 @@ class ActiveStream:
         if config.normalizes_requests and not self._normalize_request(headers, config):
             return
         if self.expect_continue and self.version == "1.1" and not self.request_complete:
-            cm.connection.write(CONTINUE_100)  # Envoy answers 100 Continue itself
+            self.encoder.encode_100_continue()  # Envoy answers 100 Continue itself
         upgrade = self.upgrade  # the header rules strip the header as hop-by-hop
         self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
         self.route = config.route_table.route(headers)
         if (upgrade is not None or headers.method == "CONNECT") and not self._check_upgrade(
                 headers.method, upgrade):
             return
-        self._arm_stream_idle_timer()
+        route = self.route
+        if route is not None and route.idle_timeout is not None:
+            self._idle_timeout = route.idle_timeout
+            if route.idle_timeout:
+                cm.schedule_deadline(self._last_activity + route.idle_timeout)
         self.router = router = cm.router_factory(self)
         deferred, self.deferred = self.deferred, None
         # A request without a body ends with its headers, as Envoy's codec reports it.
@@ -126,12 +180,36 @@ class ActiveStream:
         if self.request_complete and not self.end_decoded:
             self._decode_end()
 
-    def answer_codec_error(self) -> None:
-        """Reply to the malformed input this stream ran into, and close (Envoy: DPE)."""
+    def fail_local(self, status: int, body: str, details: str, flag: str) -> None:
+        """Answer this stream with an error once it is its turn (now, if it is)."""
+        self.local_error = (status, body, details, flag)
+        if self.cm.streams and self.cm.streams[0] is self:
+            self._answer_local_error()
+
+    def fail_internal(self) -> None:
+        """The proxy's own code raised while serving this stream (call from the ``except``
+        block: the traceback is logged). 500 if no response started, else a reset; either
+        way the connection closes, as what ran half-way cannot be trusted."""
+        cm = self.cm
+        log.exception("internal error serving %s %s", self.request_headers.method,
+                      self.request_headers.path)
+        cm.stats.downstream_rq_internal_error.inc()
+        cm.stop_reading()
+        if self.response_complete:
+            cm.close(abort=True)
+            return
         self._abort_router()
-        self.response_flags = "DPE"
-        error = self.codec_error
-        self.send_local_reply(error.status, error.body, error.details, close=True)
+        self.close_connection = True
+        if self.response_started:
+            cm.close(abort=True)
+            return
+        self.fail_local(500, "", "internal_error", self.response_flags)
+
+    def _answer_local_error(self) -> None:
+        status, body, details, flag = self.local_error
+        self._abort_router()
+        self.response_flags = flag
+        self.send_local_reply(status, body, details, close=True)
 
     def _decode_end(self) -> None:
         self.end_decoded = True
@@ -175,7 +253,7 @@ class ActiveStream:
         return True
 
     def on_request_data(self, data: bytes) -> None:
-        self._touch()
+        self._last_activity = self.cm.loop.time()
         if self.response_complete:
             return
         if not self.started:
@@ -186,18 +264,15 @@ class ActiveStream:
 
     def on_request_complete(self) -> None:
         self.request_complete = True
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
+        self._request_deadline = None
         if self.started and not self.end_decoded:
             self._decode_end()
 
     def on_downstream_reset(self) -> None:
         self._cancel_timers()
-        if self.started and not self.response_complete:
-            self.cm.stats.downstream_rq_active.dec()
-            if self.response_flags == "-":
-                self.response_flags = "DC"
+        self._end_active()
+        if not self.response_complete and self.response_flags == "-":
+            self.response_flags = "DC"
         if self.router is not None:
             self.router.on_downstream_reset()
             self.router = None
@@ -210,8 +285,8 @@ class ActiveStream:
 
     def encode_headers(self, headers: ResponseHeaders, end_stream: bool, close: bool = False) -> None:
         """Send the response head; ``close`` asks to close the connection afterwards."""
-        self._touch()
         cm = self.cm
+        self._last_activity = cm.loop.time()
         self.response_started = True
         self.response_status = headers.status
         has_date, has_length = mutate_response_headers(headers, cm.config.header_rules)
@@ -225,32 +300,14 @@ class ActiveStream:
             # A response that starts before its request body has arrived ends the connection
             # (Envoy: HTTP/1 cannot find the next request's start once it stops reading one).
             self.close_connection = True
-        if not end_stream and not has_length and not self.head_request \
-                and headers.status not in (204, 304):
-            if self.version == "1.1":
-                self.chunked_response = True
-            else:
-                self.close_connection = True  # HTTP/1.0: the body ends when the connection does
-        data = encode_response_head(headers, self.chunked_response, self.close_connection)
-        cm.connection.write(data)
+        self.close_connection = self.encoder.encode_headers(
+            headers, end_stream, has_length, self.close_connection)
         if end_stream:
             self._complete()
 
     def encode_data(self, data: bytes, end_stream: bool) -> None:
-        self._touch()
-        connection = self.cm.connection
-        if self.head_request:
-            data = b""
-        if self.chunked_response:
-            if data:
-                if end_stream:
-                    connection.write(encode_chunk(data) + LAST_CHUNK)
-                else:
-                    connection.write(encode_chunk(data))
-            elif end_stream:
-                connection.write(LAST_CHUNK)
-        elif data:
-            connection.write(data)
+        self._last_activity = self.cm.loop.time()
+        self.encoder.encode_data(data, end_stream)
         if end_stream:
             self._complete()
 
@@ -262,6 +319,8 @@ class ActiveStream:
             self.close_connection = True
             self.cm.close(abort=True)
             return
+        if self.encoder is None:  # an answer before the request's headers were complete
+            self.encoder = self.cm.codec.response_encoder(self.cm.connection, "GET", "1.1")
         payload = body.encode()
         headers = local_reply.local_reply_headers(status, payload)
         for name, value in extra_headers:
@@ -300,46 +359,49 @@ class ActiveStream:
         # Break the stream <-> router cycle so reference counting frees both at once; leaving
         # it to the cyclic GC costs a collection every few hundred requests.
         self.router = None
+        self._end_active()
         cm = self.cm
-        if self.started:
-            cm.stats.downstream_rq_active.value -= 1
         cm.stats.count_response(self.response_status)
         cm.on_stream_done(self)
 
-    def _touch(self) -> None:
-        # Cheaper than re-arming a timer on every event: the timer checks this when it fires.
-        self._last_activity = self.cm.loop.time()
-
-    def _arm_stream_idle_timer(self) -> None:
-        timeout = self.cm.config.stream_idle_timeout
-        route = self.route
-        if route is not None and route.idle_timeout is not None:
-            timeout = route.idle_timeout
-        if timeout:
-            self._idle_timeout = timeout
-            self._last_activity = now = self.cm.loop.time()
-            self.cm.schedule_deadline(now + timeout)
+    def _end_active(self) -> None:
+        if self._active:
+            self._active = False
+            self.cm.stats.downstream_rq_active.value -= 1
 
     def next_deadline(self) -> float | None:
         """The earliest time one of this stream's timeouts could fire (None: none armed)."""
-        deadline = None
-        if self._idle_timeout and not self.response_complete:
-            deadline = self._last_activity + self._idle_timeout
-        router = self.router
-        if router is not None and router.deadline is not None and (
-                deadline is None or router.deadline < deadline):
-            deadline = router.deadline
-        return deadline
+        if self.response_complete:
+            return None
+        candidates = [d for d in (self._headers_deadline, self._request_deadline,
+                                  self.router.deadline if self.router is not None else None)
+                      if d is not None]
+        if self._idle_timeout:
+            candidates.append(self._last_activity + self._idle_timeout)
+        return min(candidates) if candidates else None
 
     def check_deadlines(self, now: float) -> None:
         """Fire whichever timeout has passed (called from the connection's deadline timer)."""
         if self.response_complete:
             return
-        router = self.router
-        if router is not None and router.deadline is not None and now >= router.deadline:
-            router.on_deadline()
-        elif self._idle_timeout and now >= self._last_activity + self._idle_timeout:
-            self._on_stream_idle_timeout()
+        try:
+            router = self.router
+            if self._headers_deadline is not None and now >= self._headers_deadline:
+                self._on_headers_timeout()
+            elif self._request_deadline is not None and now >= self._request_deadline:
+                self._on_request_timeout()
+            elif router is not None and router.deadline is not None and now >= router.deadline:
+                router.on_deadline()
+            elif self._idle_timeout and now >= self._last_activity + self._idle_timeout:
+                self._on_stream_idle_timeout()
+        except Exception:  # noqa: BLE001 - logged with its traceback by fail_internal
+            self.fail_internal()
+
+    def _on_headers_timeout(self) -> None:
+        self._headers_deadline = None
+        self.cm.stats.downstream_rq_header_timeout.inc()
+        self.send_local_reply(408, local_reply.REQUEST_HEADER_TIMEOUT, "request_header_timeout",
+                              close=True)
 
     def _on_stream_idle_timeout(self) -> None:
         self._idle_timeout = None
@@ -351,7 +413,7 @@ class ActiveStream:
         self.send_local_reply(status, local_reply.STREAM_TIMEOUT, "stream_idle_timeout", close=True)
 
     def _on_request_timeout(self) -> None:
-        self._request_timer = None
+        self._request_deadline = None
         self.cm.stats.downstream_rq_timeout.inc()
         self._abort_router()
         self.send_local_reply(408, local_reply.REQUEST_TIMEOUT, "request_overall_timeout",
@@ -364,6 +426,5 @@ class ActiveStream:
 
     def _cancel_timers(self) -> None:
         self._idle_timeout = None
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
+        self._headers_deadline = None
+        self._request_deadline = None

@@ -1,9 +1,12 @@
 """The HTTP connection manager: one per downstream connection, one ``ActiveStream`` per request.
 
 Driven by the HTTP/1 codec's callbacks; talks to the transport only through ``connection``
-(``write``, ``close``, ``read_disable``, ``remote_ip``, ``remote_address``) and to time only
-through ``loop.call_later``. HTTP/1 answers in order: a pipelined request waits, its events
-buffered and the socket read-disabled, until the stream ahead of it has finished.
+(``write``, ``close``, ``read_disable``, ``write_blocked``, ``remote_ip``, ``remote_address``)
+and to time only through ``loop.call_later``. A stream exists from its request's first byte.
+HTTP/1 answers in order: a pipelined request waits, its events buffered and the socket
+read-disabled, until the stream ahead of it has finished; the next one starts from the event
+loop, never from inside the previous one's completion, and at most ``MAX_PIPELINED`` wait:
+past that the connection answers those and closes, as the client must then retry the rest.
 
 The filter chain today is the router alone (the last filter, as in Envoy); the Python filter
 API slots in between ``ActiveStream.start`` and the router.
@@ -11,14 +14,23 @@ API slots in between ``ActiveStream.start`` and the router.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 from outrider.codec.http1 import CodecError, ServerCodec
-from outrider.http import local_reply
 from outrider.http.active_stream import ActiveStream
 from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.headers import RequestHeaders
 from outrider.stats.store import StatsStruct
+
+log = logging.getLogger("outrider.http")
+
+# Requests a client may queue on one connection behind the one being answered.
+MAX_PIPELINED = 64
+
+
+class _StopParsing(Exception):
+    """Raised from a codec callback to stop parsing the rest of a read (pipeline full)."""
 
 
 class HttpStats(StatsStruct):
@@ -30,6 +42,8 @@ class HttpStats(StatsStruct):
         "downstream_rq_2xx", "downstream_rq_3xx", "downstream_rq_4xx", "downstream_rq_5xx",
         "downstream_rq_timeout", "downstream_rq_idle_timeout", "downstream_rq_header_timeout",
         "no_route", "no_cluster", "rq_redirect", "rq_direct_response",
+        # Outrider's own: requests answered 500 (or reset) because the proxy's code raised.
+        "downstream_rq_internal_error",
     )
     GAUGES = ("downstream_cx_active", "downstream_rq_active")
 
@@ -68,11 +82,11 @@ class ConnectionManager:
         self.decoding: ActiveStream | None = None  # the one whose request is being read
         self.closed = False
         self.draining = False  # answers get connection: close (set by drain, a later release)
-        self._codec_failed = False
+        # Nothing more is parsed: after malformed input, an internal error, or a full pipeline.
+        self._input_closed = False
         self._pipeline_paused = False
         self._idle_timer = None
         self._idle_since = 0.0
-        self._headers_timer = None
         self._deadline_timer = None
         self._deadline_at = 0.0
         stats.downstream_cx_total.inc()
@@ -82,15 +96,21 @@ class ConnectionManager:
     # -- transport events (called by net.downstream) -------------------------------------------
 
     def on_data(self, data: bytes) -> None:
-        if self._codec_failed or self.closed:
+        if self._input_closed or self.closed:
             return
-        if self._headers_timer is None and self.decoding is None and self.config.request_headers_timeout:
-            self._headers_timer = self.loop.call_later(
-                self.config.request_headers_timeout, self._on_headers_timeout)
         try:
             self.codec.feed(data)
         except CodecError as error:
             self._on_codec_error(error)
+        except _StopParsing:
+            pass  # the pipeline is full: what was parsed is answered, then the connection closes
+        except Exception:  # noqa: BLE001 - the proxy's own bug, logged by fail_internal
+            stream = self.decoding or (self.streams[0] if self.streams else None)
+            if stream is None:
+                log.exception("internal error on connection %s", self.connection.remote_address)
+                self.close(abort=True)
+            else:
+                stream.fail_internal()
 
     def on_connection_lost(self) -> None:
         if self.closed:
@@ -104,30 +124,45 @@ class ConnectionManager:
         self.decoding = None
 
     def on_write_watermark(self, high: bool) -> None:
-        """The downstream socket's send buffer crossed its high (or back under its low) mark."""
+        """The downstream socket's send buffer crossed its high (or back under its low) mark.
+
+        The state itself stays on the connection (``connection.write_blocked``), where an
+        upstream request that starts later reads it."""
         if self.streams:
             self.streams[0].on_downstream_watermark(high)
 
+    def stop_reading(self) -> None:
+        """Parse nothing more from this connection (the streams already read are answered)."""
+        if not self._input_closed:
+            self._input_closed = True
+            self.connection.read_disable(True)
+
     # -- codec callbacks ------------------------------------------------------------------------
 
-    def on_request_headers(self, headers: RequestHeaders, version: str, keep_alive: bool,
-                           framing: str) -> None:
-        if self.closed:
-            return  # a reply earlier in this read closed the connection; the rest is moot
-        if self._headers_timer is not None:
-            self._headers_timer.cancel()
-            self._headers_timer = None
-        stream = ActiveStream(self, headers, version, keep_alive, framing)
-        codec = self.codec
-        stream.upgrade = codec.upgrade
-        stream.expect_continue = codec.expect_continue
+    def on_message_begin(self) -> None:
+        streams = self.streams
+        if len(streams) > MAX_PIPELINED:
+            self.stop_reading()
+            raise _StopParsing
+        stream = ActiveStream(self)
         self.decoding = stream
-        self.streams.append(stream)
-        if len(self.streams) == 1:
-            stream.start()
+        streams.append(stream)
+        if len(streams) == 1:
+            stream.activate()
         elif not self._pipeline_paused:
             self._pipeline_paused = True
             self.connection.read_disable(True)
+
+    def on_request_headers(self, headers: RequestHeaders, version: str, keep_alive: bool,
+                           framing: str) -> None:
+        stream = self.decoding
+        if stream is None:
+            return  # the connection closed while these headers were being read
+        codec = self.codec
+        stream.on_headers(headers, version, keep_alive, framing, codec.upgrade,
+                          codec.expect_continue)
+        if self.streams and self.streams[0] is stream and not stream.started:
+            stream.start()
 
     def on_request_data(self, data: bytes) -> None:
         if self.decoding is not None:
@@ -137,27 +172,31 @@ class ConnectionManager:
         stream = self.decoding
         if stream is None:
             return  # the connection closed while this request was being read
+        self.decoding = None
         stream.on_request_complete()
-        if stream.response_complete:
-            self.decoding = None
 
     # -- stream lifecycle -------------------------------------------------------------------------
 
     def on_stream_done(self, stream: ActiveStream) -> None:
         """Called once the stream's response has been written completely."""
-        self.streams.popleft()
-        if self.decoding is stream and stream.request_complete:
-            self.decoding = None
-        if stream.close_connection:
+        streams = self.streams
+        streams.popleft()
+        if stream.close_connection or (self._input_closed and not streams):
             self.close()
             return
-        if self.streams:
-            self.streams[0].start()
-        if len(self.streams) <= 1 and self._pipeline_paused:
+        if streams:
+            # From the loop, not from here: a stream answered at once (a local reply) would
+            # otherwise start the next inside this call, one stack frame per queued request.
+            self.loop.call_soon(self._activate_head)
+        else:
+            self._idle_since = self.loop.time()
+        if len(streams) <= 1 and self._pipeline_paused:
             self._pipeline_paused = False
             self.connection.read_disable(False)
-        if not self.streams:
-            self._idle_since = self.loop.time()
+
+    def _activate_head(self) -> None:
+        if not self.closed and self.streams:
+            self.streams[0].activate()
 
     def close(self, abort: bool = False) -> None:
         """Close the connection: after the pending writes, or at once to signal a reset."""
@@ -170,18 +209,17 @@ class ConnectionManager:
     def _on_codec_error(self, error: CodecError) -> None:
         """Malformed input: answer it in turn (after any response still owed), then close."""
         self.stats.downstream_cx_protocol_error.inc()
-        self._codec_failed = True  # nothing after this point in the byte stream can be trusted
+        self.stop_reading()  # nothing after this point in the byte stream can be trusted
         stream = self.decoding
-        if stream is None or stream.request_complete:
-            # The error is in a new message (a bad request line or headers): a bare stream.
-            stream = ActiveStream(self, RequestHeaders(), "1.1", False, "none")
+        if stream is None:
+            # The error is before any message began (cannot happen with llhttp, which begins a
+            # message at its first byte, but a stream must own the answer).
+            stream = ActiveStream(self)
             self.streams.append(stream)
         if stream.response_started:
             self.close(abort=True)  # mid-response: a reset is the only signal left
             return
-        stream.codec_error = error
-        if stream is self.streams[0]:
-            stream.answer_codec_error()
+        stream.fail_local(error.status, error.body, error.details, "DPE")
 
     def _arm_idle_timer(self) -> None:
         # One timer for the connection's life; it re-arms itself for whatever remains, so
@@ -195,8 +233,7 @@ class ConnectionManager:
         self._idle_timer = None
         if self.closed:
             return
-        busy = self.streams or self.decoding or self.codec.in_message
-        remaining = timeout if busy else self._idle_since + timeout - self.loop.time()
+        remaining = timeout if self.streams else self._idle_since + timeout - self.loop.time()
         if remaining > 0:
             self._idle_timer = self.loop.call_later(remaining, self._check_idle, timeout)
             return
@@ -206,10 +243,10 @@ class ConnectionManager:
     def schedule_deadline(self, when: float) -> None:
         """Make sure the deadline timer fires by ``when``.
 
-        One timer serves every stream timeout of the connection (stream idle, route timeout).
-        It is moved only when a deadline earlier than the armed one appears; when it fires it
-        checks the streams and re-arms for the next deadline. So a request normally arms and
-        cancels no timer at all.
+        One timer serves every stream timeout of the connection (headers, request, stream
+        idle, route timeout). It is moved only when a deadline earlier than the armed one
+        appears; when it fires it checks the stream being answered and re-arms for the next
+        deadline. So a request normally arms and cancels no timer at all.
         """
         timer = self._deadline_timer
         if timer is None or when < self._deadline_at:
@@ -220,30 +257,17 @@ class ConnectionManager:
 
     def _on_deadline(self) -> None:
         self._deadline_timer = None
-        now = self.loop.time()
-        for stream in list(self.streams):
-            if self.closed:
-                return
-            stream.check_deadlines(now)
-        upcoming = [d for d in (s.next_deadline() for s in self.streams) if d is not None]
-        if upcoming and not self.closed:
-            self.schedule_deadline(min(upcoming))
-
-    def _on_headers_timeout(self) -> None:
-        self._headers_timer = None
-        self.stats.downstream_rq_header_timeout.inc()
-        if self.streams:
-            self.close()
+        if self.closed or not self.streams:
             return
-        stream = ActiveStream(self, RequestHeaders(), "1.1", False, "none")
-        self.streams.append(stream)
-        stream.send_local_reply(408, local_reply.REQUEST_HEADER_TIMEOUT, "request_header_timeout",
-                                close=True)
+        # Only the stream being answered runs timers: the ones queued behind it wait their turn.
+        self.streams[0].check_deadlines(self.loop.time())
+        if not self.closed and self.streams:
+            upcoming = self.streams[0].next_deadline()
+            if upcoming is not None:
+                self.schedule_deadline(upcoming)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._idle_timer, self._headers_timer, self._deadline_timer):
+        for timer in (self._idle_timer, self._deadline_timer):
             if timer is not None:
                 timer.cancel()
-        self._idle_timer = self._headers_timer = self._deadline_timer = None
-
-
+        self._idle_timer = self._deadline_timer = None

@@ -19,7 +19,8 @@ log = logging.getLogger("outrider.net")
 
 class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
     __slots__ = ("factory", "transport", "manager", "remote_ip", "remote_address",
-                 "local_address", "closed", "_read_disabled", "_out", "_out_bytes", "_flusher")
+                 "local_address", "closed", "write_blocked", "_read_disabled", "_out",
+                 "_out_bytes", "_flusher")
 
     def __init__(self, factory) -> None:
         self.factory = factory  # ListenerFactory: config, router factory, stats, loop
@@ -29,6 +30,9 @@ class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
         self.remote_address = ""
         self.local_address = ""
         self.closed = False
+        # Above the send buffer's high mark (until back under the low one). Kept here, not on
+        # a stream: a response that starts later on this connection must see it too.
+        self.write_blocked = False
         self._read_disabled = 0
         self._out: list[bytes] | None = None
         self._out_bytes = 0
@@ -65,9 +69,11 @@ class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
             self.manager.on_connection_lost()
 
     def pause_writing(self) -> None:
+        self.write_blocked = True
         self.manager.on_write_watermark(True)
 
     def resume_writing(self) -> None:
+        self.write_blocked = False
         self.manager.on_write_watermark(False)
 
     # -- for the connection manager (``write`` and ``flush``: CoalescingWriter) ----------------

@@ -1,7 +1,9 @@
 """The upstream side of the I/O shell: one asyncio Protocol per upstream HTTP/1 connection.
 
 It owns a ``ClientCodec`` and serves one request at a time (HTTP/1 upstreams are not pipelined,
-as in Envoy). When a response completes on a reusable connection it goes back to its pool.
+as in Envoy). Every byte goes through the codec, which refuses any it did not ask for. When a
+response completes, the connection goes back to its pool only once the whole read is parsed and
+only if the codec finds nothing against reuse (``ClientCodec.reuse_refusal``).
 """
 
 from __future__ import annotations
@@ -9,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httptools
-
-from outrider.codec.http1 import ClientCodec
+from outrider.codec.http1 import ClientCodec, CodecError
 from outrider.net.flush import CoalescingWriter, flush_scheduler
 
 log = logging.getLogger("outrider.net")
@@ -19,18 +19,16 @@ log = logging.getLogger("outrider.net")
 
 class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
     __slots__ = (
-        "pool", "transport", "codec", "request", "requests_served", "keep_alive", "framing",
-        "closed", "idle_since", "_read_disabled", "_release_pending", "_out", "_out_bytes",
-        "_flusher",
+        "pool", "transport", "codec", "request", "requests_served", "framing", "closed",
+        "idle_since", "_read_disabled", "_release_pending", "_out", "_out_bytes", "_flusher",
     )
 
     def __init__(self, pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.codec = ClientCodec(self)
+        self.codec = ClientCodec(self, pool.settings.max_response_headers_kb)
         self.request = None
         self.requests_served = 0
-        self.keep_alive = True
         self.framing = "none"
         self.closed = False
         self.idle_since = 0.0
@@ -48,34 +46,35 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
         transport.set_write_buffer_limits(high=limit, low=limit // 2)
 
     def data_received(self, data: bytes) -> None:
-        request = self.request
-        if request is None:
-            # Bytes nobody asked for on an idle connection (a late 408, garbage): its framing
-            # can no longer be trusted, so it must not serve another request.
-            self.close()
-            return
         try:
             self.codec.feed(data)
-        except httptools.HttpParserError:
-            self._fail("protocol error")
-        except Exception:  # a bug must cost one connection, not the worker's consistency
-            log.exception("internal error on upstream connection to %s", self.pool.host)
-            self._fail("internal error")
+        except CodecError as error:
+            # Garbage, an oversized head, or bytes nobody asked for (past a response's end, on
+            # an idle connection): the framing is lost, so is the connection.
+            self._release_pending = False
+            self.reset(error.details)
+            return
+        except Exception:  # noqa: BLE001 - the proxy's own bug: costs this request, logged
+            self._release_pending = False
+            if self.request is None:
+                log.exception("internal error on upstream connection to %s", self.pool.host)
+            self.reset("internal error")  # the stream logs it with its traceback
+            return
         if self._release_pending:
             self._release_pending = False
-            if self.codec.in_message or self.closed:
-                self.close()  # the upstream sent more than the response: framing is broken
-            else:
-                self.pool.release(self)
+            if not self.closed:
+                if self.codec.reuse_refusal() is None:
+                    self.pool.release(self)
+                else:
+                    self.close()
 
     def eof_received(self):
         return False  # close the transport; connection_lost follows
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        request = self.request
+        request = self._detach()
         if request is not None:
-            self.request = None
             if self.framing == "close" and request.response_started:
                 # A body delimited by the connection's close is now complete.
                 request.on_response_complete()
@@ -94,9 +93,8 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
     # -- used by the pool and the upstream request ---------------------------------------------
 
     def assign(self, request) -> None:
+        self.pool.resources.requests.inc()
         self.request = request
-        if self.codec.needs_reset:
-            self.codec = ClientCodec(self)
         self.requests_served += 1
         request.on_pool_ready(self)
 
@@ -109,19 +107,34 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
                 self.transport.resume_reading()
 
     def close(self) -> None:
+        """Close at once; the request (if any) is the one that asked, so it is not told."""
         if not self.closed:
             self.closed = True
-            self.request = None
+            self._detach()
             self.discard_output()  # the request is abandoned; nothing more goes upstream
             self.transport.abort()
             self.pool.on_client_closed(self)  # out of the pool now, not when the loop reports it
 
+    def reset(self, reason: str) -> None:
+        """Close at once and tell the request in flight (if any) why."""
+        request = self._detach()
+        self.close()
+        if request is not None:
+            request.on_reset(reason)
+
+    def _detach(self):
+        """The request leaves the connection (done or abandoned): it no longer counts toward
+        the cluster's ``max_requests``."""
+        request, self.request = self.request, None
+        if request is not None:
+            self.pool.resources.requests.dec()
+        return request
+
     # -- ClientCodec callbacks -----------------------------------------------------------------
 
     def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
-        self.keep_alive = keep_alive
         self.framing = framing
-        if self.request is not None:
+        if self.request is not None:  # None once the request gave up on it mid-read
             self.request.on_response_headers(headers, keep_alive, framing)
 
     def on_response_data(self, data: bytes) -> None:
@@ -129,22 +142,12 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
             self.request.on_response_data(data)
 
     def on_response_complete(self) -> None:
-        request, self.request = self.request, None
+        request = self._detach()
         if request is None:
             return
-        reusable = self.keep_alive and request.can_reuse_connection()
-        request.on_response_complete()
+        # Released (or closed) once the current read is fully parsed (data_received), so
+        # bytes past the response's end are seen before the connection can carry another.
+        self._release_pending = True
         if self._read_disabled:
             self.read_disable(False)
-        if reusable and not self.closed:
-            # Released once the current read is fully parsed (data_received), so bytes after
-            # the response's end are seen before the connection can carry another request.
-            self._release_pending = True
-        else:
-            self.close()
-
-    def _fail(self, reason: str) -> None:
-        request, self.request = self.request, None
-        self.close()
-        if request is not None:
-            request.on_reset(reason)
+        request.on_response_complete()

@@ -4,6 +4,12 @@ A stream asks ``new_stream``; it gets an idle connection at once (most recently 
 so idle ones age out) or waits in the pending queue while a new connection is made. A freed
 connection serves the oldest pending stream before it goes idle. Idle connections close after
 the cluster's ``idle_timeout``; a connection closes after ``max_requests_per_connection``.
+
+The cluster's circuit breakers (``ResourceManager``) bound it: a stream beyond ``max_requests``
+or ``max_pending_requests`` fails at once with ``overflow`` (Envoy's UO), and no connection is
+made beyond ``max_connections`` (the stream waits for one to free up) unless the host has none.
+A pool whose host left the cluster drains: in-flight requests finish, then their connections
+close, and idle ones close at once.
 """
 
 from __future__ import annotations
@@ -12,29 +18,39 @@ import asyncio
 from collections import deque
 
 from outrider.net.upstream import UpstreamConnection
+from outrider.upstream.resource_manager import ResourceManager
 
 
 class Http1ConnPool:
-    def __init__(self, host, settings, stats, loop) -> None:
+    def __init__(self, host, settings, stats, loop, resources: ResourceManager | None = None,
+                 ) -> None:
         self.host = host
         self.settings = settings  # UpstreamSettings: connect_timeout, idle_timeout, ...
         self.buffer_limit = settings.buffer_limit
         self.stats = stats
         self.loop = loop
+        self.resources = resources or ResourceManager()
         self.idle: list[UpstreamConnection] = []
         self.pending: deque = deque()
         self.connecting = 0
         self.clients: set[UpstreamConnection] = set()
+        self.draining = False
         self._idle_timer = None
 
     def new_stream(self, request) -> None:
-        """Attach ``request`` to a connection now or when one is ready (``on_pool_ready``)."""
+        """Attach ``request`` to a connection now or when one is ready (``on_pool_ready``), or
+        fail it at once (``on_pool_failure``) when a circuit breaker is open."""
         idle = self.idle
         while idle:
             client = idle.pop()
             if not client.closed:
-                client.assign(request)
+                self._attach(client, request)
                 return
+        resources = self.resources
+        if not resources.pending_requests.can_create():
+            self._overflow(request)
+            return
+        resources.pending_requests.inc()
         self.pending.append(request)
         self.stats.upstream_rq_pending_total.inc()
         if self.connecting < len(self.pending):
@@ -45,7 +61,8 @@ class Http1ConnPool:
         try:
             self.pending.remove(request)
         except ValueError:
-            pass  # already attached or failed; nothing queued to withdraw
+            return  # already attached or failed; nothing queued to withdraw
+        self.resources.pending_requests.dec()
 
     def release(self, client: UpstreamConnection) -> None:
         """A connection finished a response and may serve again."""
@@ -55,7 +72,10 @@ class Http1ConnPool:
             client.close()
             return
         if self.pending:
-            client.assign(self.pending.popleft())
+            self._attach(client, self._next_pending())
+            return
+        if self.draining:
+            client.close()
             return
         client.idle_since = self.loop.time()
         self.idle.append(client)
@@ -65,23 +85,60 @@ class Http1ConnPool:
     def on_client_closed(self, client: UpstreamConnection) -> None:
         if client in self.clients:
             self.clients.discard(client)
+            self.resources.connections.dec()
             self.stats.upstream_cx_active.dec()
             self.stats.upstream_cx_destroy.inc()
         try:
             self.idle.remove(client)
         except ValueError:
             pass  # it was busy, not idle
+        if self.pending and self.connecting < len(self.pending):
+            self._connect()  # a connection slot freed up for a stream still waiting
+
+    def drain(self) -> None:
+        """The host left the cluster: no new streams come; let the ones in flight finish."""
+        self.draining = True
+        for client in list(self.idle):
+            client.close()
 
     def close_all(self) -> None:
+        """Shut down: every connection closes now and the requests on them are reset."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
         for client in list(self.clients):
-            client.close()
+            client.reset("connection termination")
 
-    # -- connecting -----------------------------------------------------------------------------
+    # -- internals ------------------------------------------------------------------------------
+
+    def _attach(self, client: UpstreamConnection, request) -> None:
+        requests = self.resources.requests
+        if not requests.can_create():
+            if not self.draining:
+                client.idle_since = self.loop.time()
+                self.idle.append(client)
+            else:
+                client.close()
+            self._overflow(request)
+            return
+        client.assign(request)  # counted in ``requests`` until it detaches
+
+    def _overflow(self, request) -> None:
+        self.stats.upstream_rq_pending_overflow.inc()
+        request.on_pool_failure("overflow", "UO")
+
+    def _next_pending(self):
+        self.resources.pending_requests.dec()
+        return self.pending.popleft()
 
     def _connect(self) -> None:
+        connections = self.resources.connections
+        # At the limit, a host with no connection at all still gets one, or its pending
+        # streams could never be served (as Envoy does).
+        if not connections.can_create() and self.clients:
+            self.stats.upstream_cx_overflow.inc()
+            return
+        connections.inc()
         self.connecting += 1
         self.stats.upstream_cx_total.inc()
         client = UpstreamConnection(self)
@@ -94,6 +151,7 @@ class Http1ConnPool:
         timer.cancel()
         self.connecting -= 1
         if task.cancelled() or task.exception() is not None:
+            self.resources.connections.dec()
             if task.cancelled():
                 self.stats.upstream_cx_connect_timeout.inc()
                 reason = "connection timeout"
@@ -105,7 +163,7 @@ class Http1ConnPool:
         self.clients.add(client)
         self.stats.upstream_cx_active.inc()
         if self.pending:
-            client.assign(self.pending.popleft())
+            self._attach(client, self._next_pending())
         else:
             self.release(client)
 
@@ -113,7 +171,7 @@ class Http1ConnPool:
         # Streams beyond what the connections still in flight can serve fail now (Envoy purges
         # pending streams when a connection attempt fails).
         while len(self.pending) > self.connecting:
-            self.pending.popleft().on_pool_failure(reason, "UF")
+            self._next_pending().on_pool_failure(reason, "UF")
 
     def _sweep_idle(self) -> None:
         """Close connections idle for ``idle_timeout``; re-arm for the next one to expire.

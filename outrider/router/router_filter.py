@@ -142,7 +142,7 @@ class RouterFilter:
                 headers.set("x-envoy-expected-rq-timeout-ms", value)
             else:  # the header rules stripped any the client sent
                 headers.add("x-envoy-expected-rq-timeout-ms", value)
-        self.upstream = UpstreamRequest(self, cluster, host, stream.framing == "chunked")
+        self.upstream = UpstreamRequest(self, cluster, host)
         self.upstream.start(end_stream)
         if end_stream:
             self._on_request_done()
@@ -201,7 +201,11 @@ class RouterFilter:
         if stream.response_started:
             stream.cm.close(abort=True)
             return
-        stream.send_local_reply(status, local_reply.reset_before_headers(reason), reason)
+        extra = ()
+        if flag == "UO" and not self.config.suppress_envoy_headers:
+            extra = (("x-envoy-overloaded", "true"),)  # a circuit breaker refused it (Envoy)
+        stream.send_local_reply(status, local_reply.reset_before_headers(reason), reason,
+                                extra_headers=extra)
 
     # -- timeouts -------------------------------------------------------------------------------
 

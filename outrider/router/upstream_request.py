@@ -7,27 +7,23 @@ response events to the router. Retries, later, create a new UpstreamRequest per 
 
 from __future__ import annotations
 
-from outrider.codec.http1 import LAST_CHUNK, encode_chunk, encode_request_head
-
 
 class UpstreamRequest:
     __slots__ = (
-        "router", "downstream", "cluster", "host", "pool", "client", "chunked", "request_done", "buffer",
+        "router", "downstream", "cluster", "host", "pool", "client", "request_done", "buffer",
         "buffered_bytes", "response_started", "response_done", "start_time", "rtt", "success",
-        "_holding_downstream",
-        "_read_disabled",
+        "_holding_downstream", "_read_disabled",
     )
 
-    def __init__(self, router, cluster, host, chunked: bool) -> None:
+    def __init__(self, router, cluster, host) -> None:
         self.router = router
         self.downstream = router.stream.cm.connection
         self.cluster = cluster
         self.host = host
         self.pool = cluster.pool_for(host)
         self.client = None
-        self.chunked = chunked
         self.request_done = False
-        self.buffer: list[bytes] = []
+        self.buffer: list[bytes] = []  # body bytes that came before the connection
         self.buffered_bytes = 0
         self.response_started = False
         self.response_done = False
@@ -37,7 +33,9 @@ class UpstreamRequest:
         self.rtt: float | None = None
         self.success = False
         self._holding_downstream = False  # whether we hold the client's reading off
-        self._read_disabled = False
+        # Downstream flow control: the client's socket may already be backed up by an earlier
+        # response on the same connection; that state lives on the connection.
+        self._read_disabled = self.downstream.write_blocked
 
     # -- driven by the router -------------------------------------------------------------------
 
@@ -49,17 +47,11 @@ class UpstreamRequest:
         self.pool.new_stream(self)
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
-        if self.chunked:
-            if data:
-                data = encode_chunk(data) + LAST_CHUNK if end_stream else encode_chunk(data)
-            elif end_stream:
-                data = LAST_CHUNK
         if end_stream:
             self.request_done = True
         client = self.client
         if client is not None:
-            if data:
-                client.write(data)
+            client.codec.encode_data(data, end_stream)
             return
         if data:
             self.buffer.append(data)
@@ -87,16 +79,13 @@ class UpstreamRequest:
 
     def on_pool_ready(self, client) -> None:
         self.client = client
-        router = self.router
-        if router.stream.head_request:
-            client.codec.expect_head_response()
-        head = encode_request_head(router.request_headers, self.chunked)
-        if self.buffer:
-            client.write(head + b"".join(self.buffer))
+        codec = client.codec
+        buffered = self.buffer
+        codec.encode_headers(self.router.request_headers, self.request_done and not buffered)
+        if buffered:
             self.buffer = []
             self.buffered_bytes = 0
-        else:
-            client.write(head)
+            codec.encode_data(b"".join(buffered), self.request_done)
         self._hold_downstream(False)
         if self._read_disabled:
             client.read_disable(True)
@@ -136,17 +125,16 @@ class UpstreamRequest:
             self.downstream.read_disable(hold)
 
     def on_reset(self, reason: str) -> None:
-        """The connection died or spoke garbage before the response completed."""
+        """The connection died, spoke garbage, or our own code failed on its response."""
         self.success = False
         self._finish()
         self.client = None
         if reason == "protocol error":
             self.router.on_upstream_reset(reason, "UPE", 502)
+        elif reason == "internal error":
+            self.router.stream.fail_internal()
         else:
             self.router.on_upstream_reset(reason, "UC")
-
-    def can_reuse_connection(self) -> bool:
-        return self.request_done
 
     def _finish(self) -> None:
         if self._holding_downstream:
@@ -158,4 +146,3 @@ class UpstreamRequest:
             if rtt is None:  # failed before any response: charge the time spent
                 rtt = self.router.config.loop.time() - self.start_time
             self.cluster.on_request_end(self.host, rtt, self.success)
-

@@ -18,6 +18,7 @@ from outrider.lb.factory import LbStats, create_load_balancer
 from outrider.pool.http1 import Http1ConnPool
 from outrider.stats.store import Scope, StatsStruct
 from outrider.upstream.host import Host, PrioritySet
+from outrider.upstream.resource_manager import ResourceManager
 
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # envoy.config.core.v3.HealthStatus: UNHEALTHY, DRAINING and TIMEOUT take a host out of rotation
@@ -33,7 +34,8 @@ class ClusterStats(StatsStruct):
         "upstream_cx_total", "upstream_cx_connect_fail", "upstream_cx_connect_timeout",
         "upstream_cx_destroy", "upstream_cx_idle_timeout", "upstream_cx_max_requests",
         "upstream_cx_none_healthy", "upstream_rq_total", "upstream_rq_completed",
-        "upstream_rq_pending_total", "upstream_rq_timeout", "upstream_rq_1xx",
+        "upstream_rq_pending_total", "upstream_rq_pending_overflow", "upstream_cx_overflow",
+        "upstream_rq_timeout", "upstream_rq_1xx",
         "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx", "upstream_rq_5xx",
         "update_attempt", "update_success", "update_failure",
     )
@@ -60,6 +62,7 @@ class UpstreamSettings:
     buffer_limit: int = DEFAULT_BUFFER_LIMIT
     idle_timeout: float | None = 3600.0
     max_requests_per_connection: int = 0
+    max_response_headers_kb: int = 60
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class ClusterSettings:
                                     DEFAULT_BUFFER_LIMIT),
             idle_timeout=timeout(options, "idle_timeout", 3600.0),
             max_requests_per_connection=max_requests,
+            max_response_headers_kb=uint_value(options, "max_response_headers_kb", 60),
         )
         endpoints = []
         for locality_endpoints in cluster.load_assignment.endpoints:
@@ -145,6 +149,7 @@ class Cluster:
         self.stats = ClusterStats(scope)
         self.priority_set = PrioritySet()
         self.pools: dict[tuple[str, int], Http1ConnPool] = {}
+        self.resources = ResourceManager()  # Envoy's default thresholds (configurable: later)
         self.lb = create_load_balancer(
             settings.proto, self.priority_set, rng=rng or random.Random(),
             clock=time.monotonic, stats=LbStats(scope), worker_index=worker_index)
@@ -168,9 +173,10 @@ class Cluster:
                 host.created_at = 0.0 if initial else time.monotonic()
                 merged.append(host)
         for gone in current.values():
+            # Removed hosts drain: requests in flight finish, none new reach them.
             pool = self.pools.pop((gone.address, gone.port), None)
             if pool is not None:
-                pool.close_all()
+                pool.drain()
         self.priority_set.update(merged)
         self.stats.membership_total.set(len(merged))
         self.stats.membership_healthy.set(sum(1 for h in merged if h.healthy))
@@ -183,7 +189,7 @@ class Cluster:
         pool = self.pools.get(key)
         if pool is None:
             pool = self.pools[key] = Http1ConnPool(host, self.settings.upstream, self.stats,
-                                                  self.loop)
+                                                  self.loop, self.resources)
         return pool
 
     def on_request_start(self) -> None:

@@ -11,12 +11,17 @@ details)`` when ``feed`` raised ``CodecError``.
 from __future__ import annotations
 
 from outrider.codec.http1 import ClientCodec, CodecError, ServerCodec
+from outrider.http.headers import RequestHeaders
 
 
 class RequestRecorder:
     def __init__(self) -> None:
         self.events: list[tuple] = []
         self.headers: list = []
+        self.begun = 0  # messages whose first byte arrived
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
 
     def on_request_headers(self, headers, version, keep_alive, framing) -> None:
         self.headers.append(headers)
@@ -31,8 +36,14 @@ class RequestRecorder:
 
 
 class ResponseRecorder:
+    """The ClientCodec's connection: records response events and the request bytes sent."""
+
     def __init__(self) -> None:
         self.events: list[tuple] = []
+        self.sent = b""
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
 
     def on_response_headers(self, headers, keep_alive, framing) -> None:
         self.events.append(("headers", headers.status, list(headers.items()), keep_alive,
@@ -71,16 +82,24 @@ def parse_requests(pieces, **codec_options) -> list[tuple]:
     return merge_data(recorder.events)
 
 
+def send_request(codec: ClientCodec, method: str = "GET") -> None:
+    """Encode a body-less request on ``codec``: from now on it expects the response."""
+    codec.encode_headers(RequestHeaders(method, "/", "h"), True)
+
+
 def parse_responses(pieces, head: bool = False) -> list[tuple]:
-    """Feed ``pieces`` to a fresh ClientCodec (``head``: the request was a HEAD)."""
+    """Send a GET (``head``: a HEAD) on a fresh ClientCodec, then feed it ``pieces``; the
+    events, data merged, ending with an ``error`` event if the codec refused the input."""
     if isinstance(pieces, bytes):
         pieces = [pieces]
     recorder = ResponseRecorder()
     codec = ClientCodec(recorder)
-    if head:
-        codec.expect_head_response()
-    for piece in pieces:
-        codec.feed(piece)
+    send_request(codec, "HEAD" if head else "GET")
+    try:
+        for piece in pieces:
+            codec.feed(piece)
+    except CodecError as error:
+        recorder.events.append(("error", error.status, error.details))
     return merge_data(recorder.events)
 
 

@@ -344,6 +344,8 @@ def test_pipelined_body_is_replayed_when_the_stream_starts():
     d.feed(GET_A + post(b"hello"))
     assert len(d.routers) == 1
     d.routers[0].respond(200)
+    assert len(d.routers) == 1  # the next stream starts from the loop, not from this call
+    d.loop.run_ready()
     assert d.routers[1].events == [
         ("headers", "POST", "/p", False), ("data", b"hello", False), ("data", b"", True)]
 

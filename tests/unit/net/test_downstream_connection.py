@@ -152,18 +152,3 @@ def test_connection_lost_reaches_the_manager_and_listener(conn):
     assert manager.events == [("lost",)]
     assert factory.closed == [connection]
     assert connection.eof_received() is False
-
-
-def test_an_internal_error_costs_only_the_connection(conn, caplog):
-    connection, transport, manager, _ = conn
-
-    def script(data):
-        connection.write(b"partial")
-        raise RuntimeError("bug")
-
-    manager.script = script
-    connection.data_received(b"x")
-    assert manager.events[-1] == ("close", True)
-    assert transport.aborted is True
-    assert transport.writes == [b"partial"]
-    assert "internal error on downstream connection 198.51.100.9:51000" in caplog.text
