@@ -115,15 +115,13 @@ def status_line(status: int) -> bytes:
 _HEADERS_TOO_LARGE = ("Request Header Fields Too Large", "http1.headers_too_large")
 
 
-class _BoundedParser:
-    """What both codecs share: feeding llhttp with the message head bounded, and errors sorted.
+class _Http1Parser:
+    """What both codecs share: the llhttp parser, the state of the bound on a message's head,
+    and the sorting of errors raised in callbacks.
 
-    httptools hands over a header only once its value ends, buffering it until then, so a
-    bound checked in ``on_header`` alone lets one endless header grow without limit. Here the
-    head is counted as it is fed: completed fields exactly (``_head_bytes``), plus every read
-    that ended inside the head without completing anything (``_unfinished``: all its bytes are
-    part of the open field). A read that completed a field but ended in the next one counts
-    that one's start as nothing, so the bound is exact to within one read.
+    httptools hands over a header only once its value ends, buffering it until then, so a bound
+    checked in ``on_header`` alone lets one endless header grow without limit: each codec also
+    counts the head where bytes are fed (see their ``feed``).
     """
 
     __slots__ = ("_parser", "_in_head", "_head_bytes", "_unfinished", "_progress",
@@ -131,36 +129,11 @@ class _BoundedParser:
 
     def _init_bound(self, max_head_bytes: int) -> None:
         self._max_head_bytes = max_head_bytes
-        self._in_head = False
+        self._in_head = False  # between a message's first byte and the end of its headers
         self._head_bytes = 0
         self._unfinished = 0
         self._progress = False
         self._limit_error: CodecError | None = None
-
-    def _begin_head(self) -> None:
-        self._in_head = True
-        self._head_bytes = 0
-        self._unfinished = 0
-        self._progress = True
-
-    def _count_head(self, size: int) -> None:
-        """A completed piece of the head (the URL so far, a header line) of ``size`` bytes."""
-        self._progress = True
-        self._head_bytes = size = self._head_bytes + size
-        if size > self._max_head_bytes:
-            self._fail(self._head_too_large())
-
-    def _feed_bounded(self, data: bytes) -> None:
-        """Feed ``data``; raise CodecError for the peer's errors, anything else as it is."""
-        self._progress = False
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            raise self._callback_failure(exc) from None
-        if self._in_head:
-            self._unfinished = 0 if self._progress else self._unfinished + len(data)
-            if self._head_bytes + self._unfinished > self._max_head_bytes:
-                raise self._head_too_large()
 
     @staticmethod
     def _callback_failure(exc: httptools.HttpParserCallbackError) -> BaseException:
@@ -173,11 +146,8 @@ class _BoundedParser:
         self._limit_error = error
         raise error
 
-    def _head_too_large(self) -> CodecError:
-        raise NotImplementedError
 
-
-class ServerCodec(_BoundedParser):
+class ServerCodec(_Http1Parser):
     """Parses HTTP/1.x requests.
 
     ``callbacks`` receives, per request, in order: ``on_message_begin()`` at its first byte;
@@ -222,10 +192,19 @@ class ServerCodec(_BoundedParser):
         return self._in_message
 
     def feed(self, data: bytes) -> None:
+        """Parse request bytes; raise CodecError for malformed input.
+
+        The head is counted as it is fed: completed fields exactly (``on_url``, ``on_header``),
+        plus every read that ended inside the head without completing anything (all its bytes
+        belong to the open field). A read that completed a field but ended in the next one
+        counts that one's start as nothing, so the bound holds to within one read.
+        """
         while data:
+            self._progress = False
             try:
-                self._feed_bounded(data)
-                return
+                self._parser.feed_data(data)
+            except httptools.HttpParserCallbackError as exc:
+                raise self._callback_failure(exc) from None
             except httptools.HttpParserUpgrade as upgrade:
                 # llhttp stops after an Upgrade/CONNECT request; the caller decided what to do
                 # with it in on_request_headers. Parse any pipelined bytes with a fresh parser.
@@ -234,6 +213,12 @@ class ServerCodec(_BoundedParser):
                 data = data[offset:]
             except httptools.HttpParserError as exc:
                 raise self._codec_error(exc) from None
+            else:
+                if self._in_head:  # the read ended inside a message's head
+                    self._unfinished = 0 if self._progress else self._unfinished + len(data)
+                    if self._head_bytes + self._unfinished > self._max_head_bytes:
+                        raise self._head_too_large()
+                return
 
     def response_encoder(self, connection, request_method: str, version: str) -> ResponseEncoder:
         """The encoder for the response to a request (``connection`` takes its bytes)."""
@@ -261,17 +246,23 @@ class ServerCodec(_BoundedParser):
 
     def on_message_begin(self) -> None:
         self._reset()
-        self._begin_head()
-        self._in_message = True
+        self._in_head = self._progress = self._in_message = True
+        self._head_bytes = self._unfinished = 0
         self.callbacks.on_message_begin()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
+        self._progress = True
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_head_bytes:
+            self._fail(self._head_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # The byte limit also bounds the header count, which on_headers_complete checks.
-        self._count_head(len(name) + len(value) + 4)
+        self._progress = True
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_head_bytes:
+            self._fail(self._head_too_large())
         self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -408,7 +399,7 @@ class ResponseEncoder:
             self.connection.write(data)
 
 
-class ClientCodec(_BoundedParser):
+class ClientCodec(_Http1Parser):
     """One upstream connection's HTTP/1.1 codec: encodes requests, parses their responses.
 
     ``connection`` takes the request bytes (``write``) and receives the response events:
@@ -448,12 +439,11 @@ class ClientCodec(_BoundedParser):
         self._awaiting = True
         self._method = headers.method
         self._request_complete = end_stream
-        head, has_length = encode_request_head(headers)
-        framing = fr.encoded_request_framing(has_length, end_stream)
-        self._chunked_request = framing == fr.CHUNKED
-        if self._chunked_request:
-            head = head[:-2] + b"transfer-encoding: chunked\r\n\r\n"
-        self.connection.write(head)
+        # Whether a content-length frames the body matters only when a body follows.
+        has_length = not end_stream and headers.get("content-length") is not None
+        chunked = fr.encoded_request_framing(has_length, end_stream) == fr.CHUNKED
+        self._chunked_request = chunked
+        self.connection.write(encode_request_head(headers, chunked))
 
     def encode_data(self, data: bytes, end_stream: bool) -> None:
         if self._chunked_request:
@@ -484,27 +474,33 @@ class ClientCodec(_BoundedParser):
     # -- parsing the response -------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
+        """Parse response bytes. The head is bounded by counting every read that ends inside
+        it whole: a response begins at its connection's first unread byte (nothing is
+        pipelined upstream), so that is exact but for a 1xx interim answer's few bytes."""
         if not self._awaiting:
             raise CodecError(502, "", "protocol error")  # nothing asked for: framing is lost
         try:
-            self._feed_bounded(data)
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            raise self._callback_failure(exc) from None
         except httptools.HttpParserUpgrade:
             # A 101 nobody asked for (Outrider sends no upgrades upstream).
             raise CodecError(502, "", "protocol error") from None
         except httptools.HttpParserError:
             raise CodecError(502, "", "protocol error") from None
-
-    def _head_too_large(self) -> CodecError:
-        return CodecError(502, "", "protocol error")
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head_bytes:
+                raise CodecError(502, "", "protocol error")
 
     def on_message_begin(self) -> None:
         if not self._awaiting:
             self._fail(CodecError(502, "", "protocol error"))  # a response after the response
         self._headers = []
-        self._begin_head()
+        self._in_head = True
+        self._head_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
         self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -566,17 +562,14 @@ class ClientCodec(_BoundedParser):
 
 # -- encoding ---------------------------------------------------------------------------------
 
-def encode_request_head(headers: RequestHeaders) -> tuple[bytes, bool]:
-    """The request line and headers, origin-form, ``host`` from ``:authority``; and whether
-    a content-length is among them."""
-    has_length = False
-    parts = [f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n"]
-    for name, value in headers.items():
-        if name == "content-length":
-            has_length = True
-        parts.append(f"{name}: {value}\r\n")
+def encode_request_head(headers: RequestHeaders, chunked: bool) -> bytes:
+    """The request line and headers, origin-form, ``host`` from ``:authority``."""
+    parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
+    parts.insert(0, f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n")
+    if chunked:
+        parts.append("transfer-encoding: chunked\r\n")
     parts.append("\r\n")
-    return "".join(parts).encode("latin-1"), has_length
+    return "".join(parts).encode("latin-1")
 
 
 def encode_response_head(headers: ResponseHeaders, chunked: bool, close: bool) -> bytes:

@@ -136,49 +136,46 @@ class ActiveStream:
         """Begin processing: header rules, route, then the filter chain (the router)."""
         self.started = True
         try:
-            self._start()
+            cm = self.cm
+            config = cm.config
+            headers = self.request_headers
+            if self.version == "1.0":
+                if not config.accept_http_10:
+                    cm.stats.downstream_cx_protocol_error.inc()  # a codec-level refusal in Envoy
+                    self.response_flags = "DPE"
+                    self.send_local_reply(426, "Upgrade Required", "http1.0_disallowed", close=True)
+                    return
+                if not headers.authority:
+                    headers.authority = config.default_host_for_http_10
+            if config.normalizes_requests and not self._normalize_request(headers, config):
+                return
+            if self.expect_continue and self.version == "1.1" and not self.request_complete:
+                self.encoder.encode_100_continue()  # Envoy answers 100 Continue itself
+            upgrade = self.upgrade  # the header rules strip the header as hop-by-hop
+            self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
+            self.route = config.route_table.route(headers)
+            if (upgrade is not None or headers.method == "CONNECT") and not self._check_upgrade(
+                    headers.method, upgrade):
+                return
+            route = self.route
+            if route is not None and route.idle_timeout is not None:
+                self._idle_timeout = route.idle_timeout
+                if route.idle_timeout:
+                    cm.schedule_deadline(self._last_activity + route.idle_timeout)
+            self.router = router = cm.router_factory(self)
+            deferred, self.deferred = self.deferred, None
+            # A request without a body ends with its headers, as Envoy's codec reports it.
+            self.end_decoded = self.framing == "none" or (self.request_complete and not deferred)
+            router.decode_headers(headers, self.end_decoded)
+            if deferred:
+                for data in deferred:
+                    if self.router is None or self.response_complete:
+                        return
+                    self.router.decode_data(data, False)
+            if self.request_complete and not self.end_decoded:
+                self._decode_end()
         except Exception:  # noqa: BLE001 - logged with its traceback by fail_internal
             self.fail_internal()
-
-    def _start(self) -> None:
-        cm = self.cm
-        config = cm.config
-        headers = self.request_headers
-        if self.version == "1.0":
-            if not config.accept_http_10:
-                cm.stats.downstream_cx_protocol_error.inc()  # a codec-level refusal in Envoy
-                self.response_flags = "DPE"
-                self.send_local_reply(426, "Upgrade Required", "http1.0_disallowed", close=True)
-                return
-            if not headers.authority:
-                headers.authority = config.default_host_for_http_10
-        if config.normalizes_requests and not self._normalize_request(headers, config):
-            return
-        if self.expect_continue and self.version == "1.1" and not self.request_complete:
-            self.encoder.encode_100_continue()  # Envoy answers 100 Continue itself
-        upgrade = self.upgrade  # the header rules strip the header as hop-by-hop
-        self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
-        self.route = config.route_table.route(headers)
-        if (upgrade is not None or headers.method == "CONNECT") and not self._check_upgrade(
-                headers.method, upgrade):
-            return
-        route = self.route
-        if route is not None and route.idle_timeout is not None:
-            self._idle_timeout = route.idle_timeout
-            if route.idle_timeout:
-                cm.schedule_deadline(self._last_activity + route.idle_timeout)
-        self.router = router = cm.router_factory(self)
-        deferred, self.deferred = self.deferred, None
-        # A request without a body ends with its headers, as Envoy's codec reports it.
-        self.end_decoded = self.framing == "none" or (self.request_complete and not deferred)
-        router.decode_headers(headers, self.end_decoded)
-        if deferred:
-            for data in deferred:
-                if self.router is None or self.response_complete:
-                    return
-                self.router.decode_data(data, False)
-        if self.request_complete and not self.end_decoded:
-            self._decode_end()
 
     def fail_local(self, status: int, body: str, details: str, flag: str) -> None:
         """Answer this stream with an error once it is its turn (now, if it is)."""
@@ -359,8 +356,10 @@ class ActiveStream:
         # Break the stream <-> router cycle so reference counting frees both at once; leaving
         # it to the cyclic GC costs a collection every few hundred requests.
         self.router = None
-        self._end_active()
         cm = self.cm
+        if self._active:
+            self._active = False
+            cm.stats.downstream_rq_active.value -= 1
         cm.stats.count_response(self.response_status)
         cm.on_stream_done(self)
 

@@ -141,7 +141,9 @@ class ConnectionManager:
 
     def on_message_begin(self) -> None:
         streams = self.streams
-        if len(streams) > MAX_PIPELINED:
+        if self.closed or len(streams) > MAX_PIPELINED:
+            # A reply earlier in this read closed the connection, or the pipeline is full:
+            # nothing after this point is read.
             self.stop_reading()
             raise _StopParsing
         stream = ActiveStream(self)

@@ -93,7 +93,7 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
     # -- used by the pool and the upstream request ---------------------------------------------
 
     def assign(self, request) -> None:
-        self.pool.resources.requests.inc()
+        self.pool.resources.requests.count += 1
         self.request = request
         self.requests_served += 1
         request.on_pool_ready(self)
@@ -127,7 +127,7 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
         the cluster's ``max_requests``."""
         request, self.request = self.request, None
         if request is not None:
-            self.pool.resources.requests.dec()
+            self.pool.resources.requests.count -= 1
         return request
 
     # -- ClientCodec callbacks -----------------------------------------------------------------

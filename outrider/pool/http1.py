@@ -113,7 +113,7 @@ class Http1ConnPool:
 
     def _attach(self, client: UpstreamConnection, request) -> None:
         requests = self.resources.requests
-        if not requests.can_create():
+        if requests.count >= requests.max:
             if not self.draining:
                 client.idle_since = self.loop.time()
                 self.idle.append(client)

@@ -177,3 +177,15 @@ def test_an_exception_in_a_timer_is_contained(caplog):
     d.loop.advance(0.6)
     assert d.transport.take() == local_reply("500 Internal Server Error", close=True)
     assert d.counter("downstream_rq_internal_error") == 1
+
+
+def test_nothing_after_a_closing_answer_in_the_same_read_reaches_a_router():
+    # A refused upgrade is answered 403 with close while the codec goes on with the read.
+    d = Downstream(answer=200)
+    out = d.feed(b"GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: upgrade\r\n"
+                 b"Upgrade: websocket\r\n\r\n" + GET)
+    assert out.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert b"200 OK" not in out
+    assert d.routers == []
+    assert d.transport.closed is True
+    assert d.gauge("downstream_rq_active") == 0
