@@ -23,7 +23,15 @@ from http import HTTPStatus
 
 import httptools
 
-from outrider.codec import framing as fr
+from outrider.codec.framing import (
+    CHUNKED,
+    CLOSE,
+    NONE,
+    encoded_request_framing,
+    encoded_response_framing,
+    parsed_request_framing,
+    parsed_response_framing,
+)
 from outrider.http.headers import RequestHeaders, ResponseHeaders
 
 
@@ -150,34 +158,29 @@ class _Http1Parser:
 class ServerCodec(_Http1Parser):
     """Parses HTTP/1.x requests.
 
-    ``callbacks`` receives, per request, in order: ``on_message_begin()`` at its first byte;
-    ``on_request_headers(headers, version, keep_alive, framing)`` (framing from ``framing``:
-    "none", "length" or "chunked"); ``on_request_data(data)``; ``on_request_complete()``.
-    ``feed`` raises ``CodecError`` for malformed input; the connection is unusable afterwards.
+    ``callbacks`` receives, per request, in order: ``on_message_begin(encoder)`` at its first
+    byte, with the ``ResponseEncoder`` that will write its answer to ``writer`` (Envoy's
+    ``newStream(response_encoder)``); ``on_request_headers(headers, version, keep_alive,
+    framing)`` (framing from ``framing``: "none", "length" or "chunked");
+    ``on_request_data(data)``; ``on_request_complete()``. ``feed`` raises ``CodecError`` for
+    malformed input; the connection is unusable afterwards.
     """
 
     __slots__ = (
-        "callbacks", "_url", "_headers", "_max_headers_count", "_in_message",
-        "_allow_absolute_url", "upgrade", "expect_continue",
+        "callbacks", "writer", "_url", "_headers", "_max_headers_count", "_in_message",
+        "_allow_absolute_url", "_encoder", "upgrade", "expect_continue",
     )
 
-    def __init__(self, callbacks, max_request_headers_kb: int = 60, max_headers_count: int = 100,
-                 allow_absolute_url: bool = True):
+    def __init__(self, callbacks, writer=None, max_request_headers_kb: int = 60,
+                 max_headers_count: int = 100, allow_absolute_url: bool = True):
         self.callbacks = callbacks
+        self.writer = writer
+        self._encoder: ResponseEncoder | None = None
         self._allow_absolute_url = allow_absolute_url
         self._max_headers_count = max_headers_count
         self._init_bound(max_request_headers_kb * 1024)
         self._parser = self._new_parser()
         self._in_message = False
-        self._reset()
-
-    def _new_parser(self) -> httptools.HttpRequestParser:
-        parser = httptools.HttpRequestParser(self)
-        # Envoy accepts whitespace after a chunk size (`5 \r\n`); everything else stays strict.
-        parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
-        return parser
-
-    def _reset(self) -> None:
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         # Of the request whose headers were just delivered: its Upgrade header value (the
@@ -185,6 +188,12 @@ class ServerCodec(_Http1Parser):
         # the proxy answers it, as Envoy does).
         self.upgrade: str | None = None
         self.expect_continue = False
+
+    def _new_parser(self) -> httptools.HttpRequestParser:
+        parser = httptools.HttpRequestParser(self)
+        # Envoy accepts whitespace after a chunk size (`5 \r\n`); everything else stays strict.
+        parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
+        return parser
 
     @property
     def in_message(self) -> bool:
@@ -220,10 +229,6 @@ class ServerCodec(_Http1Parser):
                         raise self._head_too_large()
                 return
 
-    def response_encoder(self, connection, request_method: str, version: str) -> ResponseEncoder:
-        """The encoder for the response to a request (``connection`` takes its bytes)."""
-        return ResponseEncoder(connection, request_method, version)
-
     def _head_too_large(self) -> CodecError:
         return CodecError(431, *_HEADERS_TOO_LARGE)
 
@@ -245,10 +250,14 @@ class ServerCodec(_Http1Parser):
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._reset()
+        self._url = b""
+        self._headers = []
+        self.upgrade = None
+        self.expect_continue = False
         self._in_head = self._progress = self._in_message = True
         self._head_bytes = self._unfinished = 0
-        self.callbacks.on_message_begin()
+        self._encoder = encoder = ResponseEncoder(self.writer)
+        self.callbacks.on_message_begin(encoder)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -332,9 +341,12 @@ class ServerCodec(_Http1Parser):
         elif not _valid_authority(authority):
             self._fail(_bad_request("http1.invalid_host"))
         headers = RequestHeaders(method, url, authority, scheme, items)
+        encoder = self._encoder
+        encoder.request_method = method
+        encoder.version = version
         self.callbacks.on_request_headers(
             headers, version, parser.should_keep_alive(),
-            fr.parsed_request_framing(content_length, chunked))
+            parsed_request_framing(content_length, chunked))
 
     def on_body(self, body: bytes) -> None:
         self.callbacks.on_request_data(body)
@@ -355,16 +367,18 @@ def _valid_authority(authority: str) -> bool:
 class ResponseEncoder:
     """Writes one response to a client: head, body and end, framed by ``framing``.
 
-    ``encode_headers`` returns whether the connection must close after this response (asked
-    for by ``close``, or forced because the body ends with the connection).
+    Made by the codec at the request's first byte; the codec fills in the request's method and
+    version when its headers are parsed (until then, an answer is framed as for an HTTP/1.1
+    GET). ``encode_headers`` returns whether the connection must close after this response
+    (asked for by ``close``, or forced because the body ends with the connection).
     """
 
     __slots__ = ("connection", "request_method", "version", "chunked", "body_allowed")
 
-    def __init__(self, connection, request_method: str, version: str) -> None:
+    def __init__(self, connection) -> None:
         self.connection = connection
-        self.request_method = request_method
-        self.version = version
+        self.request_method = "GET"
+        self.version = "1.1"
         self.chunked = False
         self.body_allowed = True
 
@@ -373,13 +387,13 @@ class ResponseEncoder:
 
     def encode_headers(self, headers: ResponseHeaders, end_stream: bool, has_length: bool,
                        close: bool) -> bool:
-        framing = fr.encoded_response_framing(self.request_method, headers.status, has_length,
-                                              end_stream, self.version)
-        if framing == fr.CHUNKED:
+        framing = encoded_response_framing(self.request_method, headers.status, has_length,
+                                           end_stream, self.version)
+        if framing == CHUNKED:
             self.chunked = True
-        elif framing == fr.CLOSE:
+        elif framing == CLOSE:
             close = True
-        elif framing == fr.NONE:
+        elif framing == NONE:
             self.body_allowed = False
         elif not has_length:
             headers.add("content-length", "0")  # a body-less answer that could have had one
@@ -440,8 +454,8 @@ class ClientCodec(_Http1Parser):
         self._method = headers.method
         self._request_complete = end_stream
         # Whether a content-length frames the body matters only when a body follows.
-        has_length = not end_stream and headers.get("content-length") is not None
-        chunked = fr.encoded_request_framing(has_length, end_stream) == fr.CHUNKED
+        chunked = not end_stream and encoded_request_framing(
+            headers.get("content-length") is not None, end_stream) == CHUNKED
         self._chunked_request = chunked
         self.connection.write(encode_request_head(headers, chunked))
 
@@ -533,11 +547,11 @@ class ClientCodec(_Http1Parser):
             # other connection-level headers (keep-alive, te, ...) end at this hop
         if named:
             items = [kv for kv in items if kv[0] not in named]
-        framing = fr.parsed_response_framing(self._method, status, content_length, chunked)
-        self._keep_alive = keep_alive = parser.should_keep_alive() and framing != fr.CLOSE
+        framing = parsed_response_framing(self._method, status, content_length, chunked)
+        self._keep_alive = keep_alive = parser.should_keep_alive() and framing != CLOSE
         connection = self.connection
         connection.on_response_headers(ResponseHeaders(status, items), keep_alive, framing)
-        if framing == fr.NONE and self._method == "HEAD":
+        if framing == NONE and self._method == "HEAD":
             # llhttp cannot be told that a HEAD answer has no body: the response ends here, and
             # a byte llhttp takes for its body is one nobody asked for.
             self._awaiting = False

@@ -55,14 +55,14 @@ class ActiveStream:
         "_headers_deadline", "_request_deadline",
     )
 
-    def __init__(self, cm: ConnectionManager) -> None:
+    def __init__(self, cm: ConnectionManager, encoder) -> None:
         self.cm = cm
+        self.encoder = encoder  # the codec's, for this stream's response
         self.request_headers = _NO_HEADERS  # until the codec delivers them (on_headers)
         self.version = "1.1"
         self.keep_alive = False
         self.framing = "none"
         self.router = None
-        self.encoder = None
         self.started = False
         self.headers_complete = False
         self.request_complete = False
@@ -130,7 +130,6 @@ class ActiveStream:
         self.headers_complete = True
         self._headers_deadline = None
         self._last_activity = self.cm.loop.time()
-        self.encoder = self.cm.codec.response_encoder(self.cm.connection, headers.method, version)
 
     def start(self) -> None:
         """Begin processing: header rules, route, then the filter chain (the router)."""
@@ -316,8 +315,6 @@ class ActiveStream:
             self.close_connection = True
             self.cm.close(abort=True)
             return
-        if self.encoder is None:  # an answer before the request's headers were complete
-            self.encoder = self.cm.codec.response_encoder(self.cm.connection, "GET", "1.1")
         payload = body.encode()
         headers = local_reply.local_reply_headers(status, payload)
         for name, value in extra_headers:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from outrider.codec.http1 import CodecError, ServerCodec
+from outrider.codec.http1 import CodecError, ResponseEncoder, ServerCodec
 from outrider.http.active_stream import ActiveStream
 from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.headers import RequestHeaders
@@ -76,8 +76,8 @@ class ConnectionManager:
         self.loop = loop
         self.stats = stats
         # per connection
-        self.codec = ServerCodec(self, config.max_request_headers_kb, config.max_headers_count,
-                                 config.allow_absolute_url)
+        self.codec = ServerCodec(self, connection, config.max_request_headers_kb,
+                                 config.max_headers_count, config.allow_absolute_url)
         self.streams: deque[ActiveStream] = deque()  # head is the one being answered
         self.decoding: ActiveStream | None = None  # the one whose request is being read
         self.closed = False
@@ -139,14 +139,14 @@ class ConnectionManager:
 
     # -- codec callbacks ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    def on_message_begin(self, encoder) -> None:
         streams = self.streams
         if self.closed or len(streams) > MAX_PIPELINED:
             # A reply earlier in this read closed the connection, or the pipeline is full:
             # nothing after this point is read.
             self.stop_reading()
             raise _StopParsing
-        stream = ActiveStream(self)
+        stream = ActiveStream(self, encoder)
         self.decoding = stream
         streams.append(stream)
         if len(streams) == 1:
@@ -216,7 +216,7 @@ class ConnectionManager:
         if stream is None:
             # The error is before any message began (cannot happen with llhttp, which begins a
             # message at its first byte, but a stream must own the answer).
-            stream = ActiveStream(self)
+            stream = ActiveStream(self, ResponseEncoder(self.connection))
             self.streams.append(stream)
         if stream.response_started:
             self.close(abort=True)  # mid-response: a reset is the only signal left

@@ -142,9 +142,11 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
             self.request.on_response_data(data)
 
     def on_response_complete(self) -> None:
-        request = self._detach()
+        request = self.request
         if request is None:
             return
+        self.request = None  # as _detach, inline: once per request
+        self.pool.resources.requests.count -= 1
         # Released (or closed) once the current read is fully parsed (data_received), so
         # bytes past the response's end are seen before the connection can carry another.
         self._release_pending = True

@@ -125,8 +125,8 @@ class AdminConnection(asyncio.Protocol):
         except CodecError as error:
             self._respond(error.status, "text/plain", error.body, close=True)
 
-    def on_message_begin(self) -> None:
-        pass  # the admin page answers whole requests; nothing to set up at the first byte
+    def on_message_begin(self, encoder) -> None:
+        pass  # the admin page answers whole requests, with its own simple encoding
 
     def on_request_headers(self, headers, version, keep_alive, framing) -> None:
         self.request = headers

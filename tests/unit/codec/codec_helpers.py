@@ -20,7 +20,7 @@ class RequestRecorder:
         self.headers: list = []
         self.begun = 0  # messages whose first byte arrived
 
-    def on_message_begin(self) -> None:
+    def on_message_begin(self, encoder) -> None:
         self.begun += 1
 
     def on_request_headers(self, headers, version, keep_alive, framing) -> None:
