@@ -132,15 +132,14 @@ class _Http1Parser:
     counts the head where bytes are fed (see their ``feed``).
     """
 
-    __slots__ = ("_parser", "_in_head", "_head_bytes", "_unfinished", "_progress",
-                 "_max_head_bytes", "_limit_error")
+    __slots__ = ("_parser", "_in_head", "_head_bytes", "_unfinished", "_max_head_bytes",
+                 "_limit_error")
 
     def _init_bound(self, max_head_bytes: int) -> None:
         self._max_head_bytes = max_head_bytes
         self._in_head = False  # between a message's first byte and the end of its headers
         self._head_bytes = 0
         self._unfinished = 0
-        self._progress = False
         self._limit_error: CodecError | None = None
 
     @staticmethod
@@ -153,6 +152,7 @@ class _Http1Parser:
         # Raising inside a callback makes httptools abort parsing; feed() re-raises this error.
         self._limit_error = error
         raise error
+
 
 
 class ServerCodec(_Http1Parser):
@@ -168,7 +168,7 @@ class ServerCodec(_Http1Parser):
 
     __slots__ = (
         "callbacks", "writer", "_url", "_headers", "_max_headers_count", "_in_message",
-        "_allow_absolute_url", "_encoder", "upgrade", "expect_continue",
+        "_allow_absolute_url", "_encoder", "_progress", "upgrade", "expect_continue",
     )
 
     def __init__(self, callbacks, writer=None, max_request_headers_kb: int = 60,
@@ -176,6 +176,7 @@ class ServerCodec(_Http1Parser):
         self.callbacks = callbacks
         self.writer = writer
         self._encoder: ResponseEncoder | None = None
+        self._progress = False  # whether this read completed a piece of the head
         self._allow_absolute_url = allow_absolute_url
         self._max_headers_count = max_headers_count
         self._init_bound(max_request_headers_kb * 1024)
@@ -201,13 +202,8 @@ class ServerCodec(_Http1Parser):
         return self._in_message
 
     def feed(self, data: bytes) -> None:
-        """Parse request bytes; raise CodecError for malformed input.
-
-        The head is counted as it is fed: completed fields exactly (``on_url``, ``on_header``),
-        plus every read that ended inside the head without completing anything (all its bytes
-        belong to the open field). A read that completed a field but ended in the next one
-        counts that one's start as nothing, so the bound holds to within one read.
-        """
+        """Parse request bytes; raise CodecError for malformed input (431 for a head over
+        ``max_request_headers_kb``, however it is cut into reads)."""
         while data:
             self._progress = False
             try:
@@ -223,14 +219,21 @@ class ServerCodec(_Http1Parser):
             except httptools.HttpParserError as exc:
                 raise self._codec_error(exc) from None
             else:
-                if self._in_head:  # the read ended inside a message's head
-                    self._unfinished = 0 if self._progress else self._unfinished + len(data)
-                    if self._head_bytes + self._unfinished > self._max_head_bytes:
-                        raise self._head_too_large()
+                if self._in_head and self._head_left_open(len(data)):
+                    raise self._head_too_large()
                 return
 
     def _head_too_large(self) -> CodecError:
         return CodecError(431, *_HEADERS_TOO_LARGE)
+
+    def _head_left_open(self, size: int) -> bool:
+        """A read of ``size`` bytes ended inside a request's head: whether the head is now over
+        the bound. Completed fields are counted exactly by the callbacks; a read that completed
+        none is all part of the open field, and one that did counts that field's start as
+        nothing (the read may hold earlier pipelined requests), so the bound holds to within
+        one read."""
+        self._unfinished = 0 if self._progress else self._unfinished + size
+        return self._head_bytes + self._unfinished > self._max_head_bytes
 
     def _codec_error(self, exc: httptools.HttpParserError) -> CodecError:
         """The CodecError for a parser failure: the limit we raised, or llhttp's complaint."""
@@ -423,7 +426,8 @@ class ClientCodec(_Http1Parser):
     ``protocol error``) on anything but the response to the request in flight.
     """
 
-    __slots__ = ("connection", "_headers", "_awaiting", "_parser_stale", "_method",
+    __slots__ = ("connection", "_headers", "_awaiting", "_parser_stale", "_stale_may_end",
+                 "_method",
                  "_keep_alive", "_request_complete", "_interim", "_chunked_request")
 
     def __init__(self, connection, max_response_headers_kb: int = 60) -> None:
@@ -437,6 +441,7 @@ class ClientCodec(_Http1Parser):
         # llhttp is inside a HEAD answer's body that we know is not there; the next request
         # gets a fresh parser.
         self._parser_stale = False
+        self._stale_may_end = False  # llhttp itself sees no body there (content-length 0, 304)
         self._method = ""
         self._keep_alive = True
         self._request_complete = True
@@ -488,10 +493,14 @@ class ClientCodec(_Http1Parser):
     # -- parsing the response -------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        """Parse response bytes. The head is bounded by counting every read that ends inside
-        it whole: a response begins at its connection's first unread byte (nothing is
-        pipelined upstream), so that is exact but for a 1xx interim answer's few bytes."""
+        """Parse response bytes; raise CodecError for anything but the response owed (a head
+        over ``max_response_headers_kb`` too, however it is cut into reads)."""
         if not self._awaiting:
+            if not data.strip(b"\r\n"):
+                # Empty lines: llhttp skips them between messages without a callback, so they
+                # cannot be told apart when they follow a response in the same read; ignored
+                # in a later read too, so the outcome never depends on how reads are cut.
+                return
             raise CodecError(502, "", "protocol error")  # nothing asked for: framing is lost
         try:
             self._parser.feed_data(data)
@@ -503,8 +512,11 @@ class ClientCodec(_Http1Parser):
         except httptools.HttpParserError:
             raise CodecError(502, "", "protocol error") from None
         if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._max_head_bytes:
+            # The read ended inside the head. A response starts at its read's first byte
+            # (nothing is pipelined upstream), so such reads are all head: counted whole, they
+            # bound an unfinished header exactly; the callbacks count the completed fields.
+            self._unfinished += len(data)
+            if self._unfinished > self._max_head_bytes:
                 raise CodecError(502, "", "protocol error")
 
     def on_message_begin(self) -> None:
@@ -512,9 +524,12 @@ class ClientCodec(_Http1Parser):
             self._fail(CodecError(502, "", "protocol error"))  # a response after the response
         self._headers = []
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = self._unfinished = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_head_bytes:
+            self._fail(CodecError(502, "", "protocol error"))
         self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -522,8 +537,10 @@ class ClientCodec(_Http1Parser):
         parser = self._parser
         status = parser.get_status_code()
         if status < 200:
-            if status == 101:
-                self._fail(CodecError(502, "", "protocol error"))  # an upgrade nobody asked for
+            if status < 100 or status == 101:
+                # 101: an upgrade nobody asked for. Under 100: no such status, and llhttp would
+                # read a body after it that no headers event announced.
+                self._fail(CodecError(502, "", "protocol error"))
             self._interim = True
             return
         content_length = None
@@ -556,6 +573,7 @@ class ClientCodec(_Http1Parser):
             # a byte llhttp takes for its body is one nobody asked for.
             self._awaiting = False
             self._parser_stale = True
+            self._stale_may_end = content_length == "0" or status == 204 or status == 304
             connection.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -568,7 +586,9 @@ class ClientCodec(_Http1Parser):
             self._interim = False
             return
         if self._parser_stale:
-            self._parser_stale = False  # the HEAD answer's empty body, as llhttp counted it
+            if not self._stale_may_end:  # llhttp consumed a body (an empty chunked one)
+                self._fail(CodecError(502, "", "protocol error"))
+            self._parser_stale = False  # the HEAD answer's end, as llhttp counted it
             return
         self._awaiting = False
         self.connection.on_response_complete()

@@ -102,12 +102,15 @@ class Http1ConnPool:
             client.close()
 
     def close_all(self) -> None:
-        """Shut down: every connection closes now and the requests on them are reset."""
+        """Shut down: every connection closes now, and the requests on them or waiting for
+        one are reset."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
         for client in list(self.clients):
             client.reset("connection termination")
+        while self.pending:
+            self._next_pending().on_pool_failure("connection termination", "UC")
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -133,11 +136,12 @@ class Http1ConnPool:
 
     def _connect(self) -> None:
         connections = self.resources.connections
-        # At the limit, a host with no connection at all still gets one, or its pending
-        # streams could never be served (as Envoy does).
-        if not connections.can_create() and self.clients:
+        if not connections.can_create():
             self.stats.upstream_cx_overflow.inc()
-            return
+            # At the limit, a host with no connection at all still gets one, or its pending
+            # streams could never be served (as Envoy does).
+            if self.clients or self.connecting:
+                return
         connections.inc()
         self.connecting += 1
         self.stats.upstream_cx_total.inc()

@@ -1,6 +1,9 @@
-"""Test doubles shared by the unit tests: a timer handle and a recording upstream request."""
+"""Test doubles shared by the unit tests: a timer handle, a manual loop, and the upstream
+request's counterparts (a recording request, and a recording router for the real one)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 
 class FakeTimer:
@@ -73,10 +76,13 @@ class ManualLoop:
 
 
 class RecordingUpstreamRequest:
-    """Stands in for an UpstreamRequest on an upstream connection: records what it is told."""
+    """Stands in for an UpstreamRequest where only what the connection tells it matters.
 
-    def __init__(self, reusable: bool = True, downstream=None) -> None:
-        self.reusable = reusable
+    Where a test decides anything about reuse, it uses the real ``UpstreamRequest`` with a
+    ``RecordingRouter`` instead: reuse depends on what the request sent.
+    """
+
+    def __init__(self, downstream=None) -> None:
         self.downstream = downstream
         self.events: list[tuple] = []
         self.response_started = False
@@ -97,5 +103,43 @@ class RecordingUpstreamRequest:
     def on_upstream_write_watermark(self, high: bool) -> None:
         self.events.append(("watermark", high))
 
-    def can_reuse_connection(self) -> bool:
-        return self.reusable
+
+class RecordingDownstream:
+    """The client connection behind a RecordingRouter: records the upstream request's flow
+    control (``read_disable``); ``write_blocked`` is what the request starts from."""
+
+    def __init__(self, write_blocked: bool = False) -> None:
+        self.write_blocked = write_blocked
+        self.read_disabled: list[bool] = []
+
+    def read_disable(self, disable: bool) -> None:
+        self.read_disabled.append(disable)
+
+
+class RecordingRouter:
+    """Stands in for the RouterFilter of one stream around a real ``UpstreamRequest``
+    (``UpstreamRequest(router, cluster, host)``): it holds the request headers, the loop and the
+    downstream, and records what the upstream request reports, as the router receives it:
+    ``("headers", status, end_stream)``, ``("data", bytes, end_stream)``,
+    ``("reset", reason, flag, status)``, ``("internal error",)``."""
+
+    def __init__(self, loop, request_headers, downstream: RecordingDownstream | None = None,
+                 ) -> None:
+        self.request_headers = request_headers
+        self.config = SimpleNamespace(loop=loop)
+        self.downstream = downstream or RecordingDownstream()
+        self.stream = SimpleNamespace(cm=SimpleNamespace(connection=self.downstream),
+                                      fail_internal=self._fail_internal)
+        self.events: list[tuple] = []
+
+    def on_upstream_headers(self, headers, end_stream: bool, service_time_ms: int) -> None:
+        self.events.append(("headers", headers.status, end_stream))
+
+    def on_upstream_data(self, data: bytes, end_stream: bool) -> None:
+        self.events.append(("data", bytes(data), end_stream))
+
+    def on_upstream_reset(self, reason: str, flag: str, status: int = 503) -> None:
+        self.events.append(("reset", reason, flag, status))
+
+    def _fail_internal(self) -> None:
+        self.events.append(("internal error",))

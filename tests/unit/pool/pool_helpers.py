@@ -1,16 +1,19 @@
 """Fakes for the connection pool tests: a loop whose clock, timers and connection attempts the
-test drives, a recording transport, and a request that records what the pool tells it.
+test drives and a recording transport, under the real objects of the upstream side: a Cluster,
+its Http1ConnPool, UpstreamConnections and UpstreamRequests (with a ``RecordingRouter``).
 
 Imported by name (``from pool_helpers import ...``); the name is unique across the test tree.
 """
 
 from __future__ import annotations
 
-from outrider.pool.http1 import Http1ConnPool
+from envoy.config.cluster.v3 import cluster_pb2
+
+from outrider.http.headers import RequestHeaders
+from outrider.router.upstream_request import UpstreamRequest
 from outrider.stats.store import StatsStore
-from outrider.upstream.cluster import ClusterStats, UpstreamSettings
-from outrider.upstream.host import Host
-from tests.support.fakes import ManualLoop, RecordingUpstreamRequest
+from outrider.upstream.cluster import Cluster, ClusterSettings, Endpoint, UpstreamSettings
+from tests.support.fakes import ManualLoop, RecordingRouter
 
 OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 OK_CLOSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -132,43 +135,40 @@ class FakeLoop(ManualLoop):
         return task
 
 
-class FakeRequest(RecordingUpstreamRequest):
-    """Stands in for an UpstreamRequest: records pool and connection events."""
-
-    def __init__(self, name: str = "r", reusable: bool = True, method: str = "GET") -> None:
-        super().__init__(reusable)
-        self.name = name
-        self.method = method
-        self.client = None
-
-    def on_pool_ready(self, client) -> None:
-        self.client = client
-        self.events.append(("ready", client))
-        if self.method == "HEAD":
-            client.codec.expect_head_response()
-        client.write(f"{self.method} /{self.name} HTTP/1.1\r\nhost: h\r\n\r\n".encode())
-
-    def on_pool_failure(self, reason: str, flag: str) -> None:
-        self.events.append(("failure", reason, flag))
-
-    def __repr__(self) -> str:
-        return f"FakeRequest({self.name})"
+def cluster_settings(**upstream) -> ClusterSettings:
+    """A STATIC cluster ``c`` of one host, 10.0.0.5:8080; ``upstream``: UpstreamSettings."""
+    return ClusterSettings(
+        name="c", type="STATIC",
+        endpoints=[Endpoint("10.0.0.5", 8080, weight=1, priority=0, locality=("", "", ""),
+                            locality_weight=0)],
+        upstream=UpstreamSettings(**upstream), dns_refresh_rate=5.0, dns_lookup_family="AUTO",
+        proto=cluster_pb2.Cluster(name="c"))
 
 
 class PoolFixture:
-    """One Http1ConnPool for host 10.0.0.5:8080 over a FakeLoop."""
+    """The real Cluster ``c`` over a FakeLoop, its one host and that host's Http1ConnPool.
+
+    ``request`` starts a real UpstreamRequest, as the router does: it asks the pool for a
+    connection and, once it has one, encodes its request through the connection's codec. What
+    it reports to the router is in ``request.router.events``.
+    """
 
     def __init__(self, **settings) -> None:
         self.loop = FakeLoop()
         self.store = StatsStore()
-        self.stats = ClusterStats(self.store.scope("cluster.c"))
-        self.settings = UpstreamSettings(**settings)
-        self.host = Host("10.0.0.5", 8080)
-        self.pool = Http1ConnPool(self.host, self.settings, self.stats, self.loop)
+        self.cluster = Cluster(cluster_settings(**settings), self.store.scope("cluster.c"),
+                               self.loop)
+        [self.host] = self.cluster.priority_set.all_hosts
+        self.resources = self.cluster.resources
+        self.pool = self.cluster.pool_for(self.host)
 
-    def request(self, name: str = "r", reusable: bool = True, method: str = "GET") -> FakeRequest:
-        request = FakeRequest(name, reusable, method)
-        self.pool.new_stream(request)
+    def request(self, name: str = "r", method: str = "GET", headers=(),
+                end_stream: bool = True) -> UpstreamRequest:
+        """Start ``method /name`` (``end_stream``: the request has no body to follow)."""
+        router = RecordingRouter(self.loop, RequestHeaders(method, "/" + name, "h",
+                                                           items=list(headers)))
+        request = UpstreamRequest(router, self.cluster, self.host)
+        request.start(end_stream)
         return request
 
     def counter(self, name: str) -> int:
@@ -179,3 +179,8 @@ class PoolFixture:
 
     def connected(self, task_index: int) -> FakeTransport:
         return self.loop.tasks[task_index].succeed()
+
+    def in_use(self) -> tuple[int, int, int]:
+        """The circuit breakers' counts: (connections, pending requests, requests)."""
+        r = self.resources
+        return r.connections.count, r.pending_requests.count, r.requests.count

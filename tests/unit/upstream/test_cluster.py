@@ -170,17 +170,21 @@ def test_set_hosts_keeps_the_host_objects_that_stay():
     assert hosts[1].created_at > 0.0  # joined after warm-up: slow start applies
 
 
-def test_set_hosts_closes_the_pools_of_hosts_that_leave():
+def test_set_hosts_drains_the_pools_of_hosts_that_leave():
+    """In-flight requests to a host that leaves finish (drain), none are reset (close_all);
+    the next request to that address gets a new pool."""
     cluster, _ = make_cluster(type="STRICT_DNS")
     cluster.set_hosts([Host("10.0.0.1", 80), Host("10.0.0.2", 80)], initial=True)
     staying, leaving = cluster.priority_set.all_hosts
     staying_pool, leaving_pool = cluster.pool_for(staying), cluster.pool_for(leaving)
-    closed = []
-    leaving_pool.close_all = lambda: closed.append("leaving")
-    staying_pool.close_all = lambda: closed.append("staying")
+    calls = []
+    for name, pool in (("staying", staying_pool), ("leaving", leaving_pool)):
+        pool.drain = lambda name=name: calls.append((name, "drain"))
+        pool.close_all = lambda name=name: calls.append((name, "close_all"))
     cluster.set_hosts([Host("10.0.0.1", 80)])
-    assert closed == ["leaving"]
+    assert calls == [("leaving", "drain")]
     assert cluster.pools == {("10.0.0.1", 80): staying_pool}
+    assert cluster.pool_for(Host("10.0.0.2", 80)) is not leaving_pool
 
 
 def test_pool_for_is_one_pool_per_address_and_port():
