@@ -75,35 +75,6 @@ class ManualLoop:
         self.now = target
 
 
-class RecordingUpstreamRequest:
-    """Stands in for an UpstreamRequest where only what the connection tells it matters.
-
-    Where a test decides anything about reuse, it uses the real ``UpstreamRequest`` with a
-    ``RecordingRouter`` instead: reuse depends on what the request sent.
-    """
-
-    def __init__(self, downstream=None) -> None:
-        self.downstream = downstream
-        self.events: list[tuple] = []
-        self.response_started = False
-
-    def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
-        self.response_started = True
-        self.events.append(("headers", headers.status, keep_alive, framing))
-
-    def on_response_data(self, data: bytes) -> None:
-        self.events.append(("data", data))
-
-    def on_response_complete(self) -> None:
-        self.events.append(("complete",))
-
-    def on_reset(self, reason: str) -> None:
-        self.events.append(("reset", reason))
-
-    def on_upstream_write_watermark(self, high: bool) -> None:
-        self.events.append(("watermark", high))
-
-
 class RecordingDownstream:
     """The client connection behind a RecordingRouter: records the upstream request's flow
     control (``read_disable``); ``write_blocked`` is what the request starts from."""

@@ -1,9 +1,7 @@
-"""Fakes for the I/O shell tests: a recording transport, a stand-in connection manager, pool
-and request. Imported by name (``from net_fakes import ...``); unique across the test tree."""
+"""Fakes for the I/O shell tests: a recording transport and a stand-in connection manager.
+Imported by name (``from net_fakes import ...``); unique across the test tree."""
 
 from __future__ import annotations
-
-from tests.support.fakes import ManualLoop, RecordingUpstreamRequest
 
 
 class RecordingTransport:
@@ -66,23 +64,3 @@ class FakeManager:
     def close(self, abort: bool = False) -> None:
         self.events.append(("close", abort))
         self.connection.close(abort)
-
-
-class FakePool:
-    def __init__(self, buffer_limit: int = 65536) -> None:
-        self.loop = ManualLoop()
-        self.buffer_limit = buffer_limit
-        self.host = "10.0.0.5:8080"
-        self.released: list = []
-        self.closed: list = []
-
-    def release(self, client) -> None:
-        self.released.append(client)
-
-    def on_client_closed(self, client) -> None:
-        self.closed.append(client)
-
-
-class Request(RecordingUpstreamRequest):
-    def on_pool_ready(self, client) -> None:
-        self.events.append(("ready",))
