@@ -427,8 +427,8 @@ class ClientCodec(_Http1Parser):
     """
 
     __slots__ = ("connection", "_headers", "_awaiting", "_parser_stale", "_stale_may_end",
-                 "_method",
-                 "_keep_alive", "_request_complete", "_interim", "_chunked_request")
+                 "_method", "_keep_alive", "_request_complete", "_interim", "_chunked_request",
+                 "_read_size")
 
     def __init__(self, connection, max_response_headers_kb: int = 60) -> None:
         self.connection = connection
@@ -447,6 +447,7 @@ class ClientCodec(_Http1Parser):
         self._request_complete = True
         self._chunked_request = False
         self._interim = False
+        self._read_size = 0
 
     # -- encoding the request -------------------------------------------------------------------
 
@@ -502,6 +503,7 @@ class ClientCodec(_Http1Parser):
                 # in a later read too, so the outcome never depends on how reads are cut.
                 return
             raise CodecError(502, "", "protocol error")  # nothing asked for: framing is lost
+        self._read_size = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -514,7 +516,7 @@ class ClientCodec(_Http1Parser):
         if self._in_head:
             # The read ended inside the head. A response starts at its read's first byte
             # (nothing is pipelined upstream), so such reads are all head: counted whole, they
-            # bound an unfinished header exactly; the callbacks count the completed fields.
+            # bound an unfinished header exactly (on_headers_complete checks the last read).
             self._unfinished += len(data)
             if self._unfinished > self._max_head_bytes:
                 raise CodecError(502, "", "protocol error")
@@ -524,16 +526,19 @@ class ClientCodec(_Http1Parser):
             self._fail(CodecError(502, "", "protocol error"))  # a response after the response
         self._headers = []
         self._in_head = True
-        self._head_bytes = self._unfinished = 0
+        self._unfinished = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self._max_head_bytes:
-            self._fail(CodecError(502, "", "protocol error"))
         self._headers.append((_NAMES.get(name) or _header_name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        # The earlier reads of the head plus all of this one bound the head from above; only
+        # when that is over the limit are the completed fields counted one by one.
+        if self._unfinished + self._read_size > self._max_head_bytes and sum(
+                len(name) + len(value) + 4 for name, value in self._headers
+        ) + self._unfinished > self._max_head_bytes:
+            self._fail(CodecError(502, "", "protocol error"))
         parser = self._parser
         status = parser.get_status_code()
         if status < 200:
