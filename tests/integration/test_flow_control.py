@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import zlib
 
 import pytest
 
 from tests.support.client import build
 from tests.support.origin import Origin, stream_pattern
+from tests.support.polling import wait_until_stalled
 from tests.support.proxy import bootstrap, cluster, free_port
 
 DOWNLOAD = 200 * 1024 * 1024
@@ -41,20 +41,6 @@ def proxy(origin, start_proxy):
             while s.recv(1 << 20):
                 pass
     return proxy
-
-
-def wait_until_stalled(read_counter, settle: float = 0.3, deadline: float = 15.0) -> int:
-    """Poll a byte counter until it stops moving for ``settle`` seconds; return its value."""
-    end = time.monotonic() + deadline
-    last, since = read_counter(), time.monotonic()
-    while time.monotonic() < end:
-        time.sleep(0.05)
-        now = read_counter()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= settle:
-            return now
-    raise AssertionError(f"transfer never stalled (counter at {last})")
 
 
 def test_client_that_does_not_read_keeps_memory_flat(proxy, origin):

@@ -25,6 +25,7 @@ from tests.support.client import RawClient, Response, build
 from tests.support.hostile import CLOSE, HANG, HostileUpstream, Seen, answer, default_script
 from tests.support.marks import KIND
 from tests.support.origin import Origin, stream_pattern
+from tests.support.polling import wait_until_stalled
 from tests.support.proxy import bootstrap, cluster, free_port
 
 RESET_BEFORE_HEADERS = "upstream connect error or disconnect/reset before headers. reset reason: "
@@ -295,20 +296,6 @@ TAIL = 256 * 1024
 SECOND = 150 << 20
 FLOW_RSS_SLACK_KB = 20 * 1024
 ATTEMPTS = 3
-
-
-def wait_until_stalled(read_counter, settle: float = 0.3, deadline: float = 15.0) -> int:
-    """Poll a byte counter until it stops moving for ``settle`` seconds; return its value."""
-    end = time.monotonic() + deadline
-    last, since = read_counter(), time.monotonic()
-    while time.monotonic() < end:
-        time.sleep(0.05)
-        now = read_counter()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= settle:
-            return now
-    raise AssertionError(f"transfer never stalled (counter at {last})")
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:
