@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test test-unit test-integration bench bench-lb envoy tools lint clean
+.PHONY: run test test-unit test-integration bench bench-lb envoy tools lint clean fuzz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,9 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Differential smuggling fuzzer, Outrider vs Envoy (long run; see tools/smuggle_fuzz.py),
+# e.g. make fuzz FUZZ_ARGS="--examples 5000 --responses 1000 --seed 7".
+FUZZ_ARGS ?= --examples 5000 --responses 500
+fuzz: $(VENV)/.envoy
+	$(PY) tools/smuggle_fuzz.py $(FUZZ_ARGS)
