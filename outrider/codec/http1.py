@@ -333,6 +333,8 @@ class ServerCodec(_Http1Parser):
                 scheme = scheme.lower()
                 slash = rest.find("/")
                 authority, url = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+                if _URI_AUTHORITY(authority) is None:  # empty, or a port that is not one
+                    self._fail(_bad_request("http1.invalid_url"))
             elif not (method == "OPTIONS" and url == "*") and method != "CONNECT":
                 self._fail(_bad_request("http1.invalid_url"))
         if "#" in url:
@@ -343,13 +345,17 @@ class ServerCodec(_Http1Parser):
             authority = ""
         elif not _valid_authority(authority):
             self._fail(_bad_request("http1.invalid_host"))
+        framing = parsed_request_framing(content_length, chunked)
+        if framing != NONE and parser.should_upgrade():
+            # httptools makes llhttp skip the body of an Upgrade or CONNECT request (the rest is
+            # "another protocol"), so its body would be parsed as the next request: smuggling.
+            # Refused (Envoy forwards such a request, body and all, when it ignores the upgrade).
+            self._fail(_bad_request("http1.upgrade_with_body"))
         headers = RequestHeaders(method, url, authority, scheme, items)
         encoder = self._encoder
         encoder.request_method = method
         encoder.version = version
-        self.callbacks.on_request_headers(
-            headers, version, parser.should_keep_alive(),
-            parsed_request_framing(content_length, chunked))
+        self.callbacks.on_request_headers(headers, version, parser.should_keep_alive(), framing)
 
     def on_body(self, body: bytes) -> None:
         self.callbacks.on_request_data(body)
@@ -365,6 +371,10 @@ _INVALID_AUTHORITY = re.compile(r'[\x00-\x20\x7f/@\\"<>{}|^`]').search
 
 def _valid_authority(authority: str) -> bool:
     return _INVALID_AUTHORITY(authority) is None
+
+
+# An absolute-form URI's authority: a non-empty host (or [IPv6 literal]) and at most one port.
+_URI_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:]+)(?::[0-9]*)?\Z").match
 
 
 class ResponseEncoder:

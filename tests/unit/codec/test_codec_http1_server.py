@@ -434,3 +434,41 @@ def test_header_name_cache_is_bounded_and_case_insensitive(monkeypatch):
     assert [http1._header_name(n) for n in names] == [f"x-made-up-{i}" for i in range(10)]
     assert len(http1._NAMES) == 3
     assert http1._header_name(b"X-MADE-UP-9") == "x-made-up-9"  # past the limit: still right
+
+
+# -- found by the differential fuzzer (tests/fuzz/smuggling_cases.py) -----------------------------
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED,
+    b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n",
+])
+@pytest.mark.parametrize("upgrade", [b"h2c", b"websocket"])
+def test_an_upgrade_request_with_a_body_is_refused_not_split_into_two(framing, upgrade):
+    """httptools skips an Upgrade request's body; parsed as the next request it would be a
+    smuggled request. Refused before anything is delivered."""
+    data = (b"POST /a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: " + upgrade
+            + b"\r\n" + framing)
+    assert parse_requests(data) == [
+        ("error", 400, "Bad Request", "http1.upgrade_with_body")]
+
+
+def test_an_upgrade_header_without_connection_upgrade_keeps_its_body():
+    data = request("POST /a HTTP/1.1\nHost: a\nUpgrade: h2c\nContent-Length: 5\n") + b"hello"
+    assert [e[0] for e in parse_requests(data)] == ["headers", "data", "complete"]
+
+
+@pytest.mark.parametrize("target", [
+    "http://", "http:///x", "http://example.com:80:80/", "http://example.com:x/", "http://[::1/"])
+def test_an_absolute_form_target_needs_a_valid_authority(target):
+    events = parse_requests(request(f"GET {target} HTTP/1.1\nHost: a\n"))
+    assert events == [("error", 400, "Bad Request", "http1.invalid_url")]
+
+
+@pytest.mark.parametrize(("target", "authority"), [
+    ("http://example.com:8080/p", "example.com:8080"), ("http://[::1]:80/", "[::1]:80"),
+    ("http://example.com/", "example.com"), ("http://example.com:/", "example.com:")])
+def test_valid_absolute_form_authorities_pass(target, authority):
+    assert parse_requests(request(f"GET {target} HTTP/1.1\nHost: a\n"))[0][3] == authority
