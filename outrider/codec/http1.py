@@ -569,14 +569,18 @@ class ClientCodec(_Http1Parser):
                 content_length = value
                 items.append((name, value))
             elif name == "transfer-encoding":
-                if value.lower() != "chunked":
-                    # llhttp would read such a body until close and we would re-frame it;
-                    # Envoy refuses it (502).
+                if chunked or value.lower() != "chunked":
+                    # Another coding: llhttp would read the body until close and we would
+                    # re-frame it. Twice: ambiguous. Envoy refuses both (502).
                     self._fail(CodecError(502, "", "protocol error"))
                 chunked = True
             elif name == "connection":
                 named = _named_by_connection(value, named)
             # other connection-level headers (keep-alive, te, ...) end at this hop
+        if status == 204 and (chunked or content_length not in (None, "0")):
+            # A 204 announcing a body: relayed, its content-length could make a client wait for
+            # bytes that never come (or take the next response's). Envoy refuses it (502).
+            self._fail(CodecError(502, "", "protocol error"))
         if named:
             items = [kv for kv in items if kv[0] not in named]
         framing = parsed_response_framing(self._method, status, content_length, chunked)

@@ -441,3 +441,19 @@ def test_encoded_response_round_trips_through_the_client_codec():
         + LAST_CHUNK
     assert parse_responses(data) == [
         ("headers", 200, [("x-a", "1")], True, "chunked"), ("data", b"abc"), ("complete",)]
+
+
+# -- found by the differential fuzzer (tests/fuzz/smuggling_cases.py) -----------------------------
+
+@pytest.mark.parametrize("head", [
+    "HTTP/1.1 204 No Content\nContent-Length: 5\n",
+    "HTTP/1.1 204 No Content\nTransfer-Encoding: chunked\n",
+    "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nTransfer-Encoding: chunked\n",
+])
+def test_responses_envoy_refuses_are_protocol_errors(head):
+    assert parse_responses(response(head)) == [PROTOCOL_ERROR]
+
+
+def test_a_204_with_content_length_zero_passes():
+    assert parse_responses(response("HTTP/1.1 204 No Content\nContent-Length: 0\n"))[-1] == (
+        "complete",)

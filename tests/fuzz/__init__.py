@@ -1,0 +1,1 @@
+"""Property and differential fuzz tests (a package so ``tests.fuzz.smuggling`` imports)."""
