@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from tests.fuzz.smuggling import proxy_config
+from tests.support.loop_server import LoopServer
 from tests.support.proxy import ProxyProcess, free_port
 
 LEAK = b"R1x"
@@ -193,36 +194,19 @@ class _ScriptedConnection(asyncio.Protocol):
                 self.transport.close()
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(LoopServer):
     """127.0.0.1 port 0, own thread. ``arm(reply)`` starts a run: the run's first request gets
     ``reply``, every later one the clean ``SECOND``. ``targets`` lists the run's request
     targets in arrival order."""
 
     def __init__(self) -> None:
-        self.port = 0
         self.targets: list[bytes] = []
         self._reply: Reply | None = None
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server = None
+        super().__init__()
 
-    def start(self) -> ScriptedUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(5)
-        return self
-
-    async def _listen(self) -> None:
-        self._server = await self._loop.create_server(
-            lambda: _ScriptedConnection(self), "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        async def close():
-            self._server.close()
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    def protocol(self) -> _ScriptedConnection:
+        return _ScriptedConnection(self)
 
     def arm(self, reply: Reply) -> None:
         with self._lock:

@@ -85,7 +85,9 @@ from typing import NamedTuple
 
 from hypothesis import strategies as st
 
+from tests.support.loop_server import LoopServer
 from tests.support.proxy import ProxyProcess, bootstrap, cluster, free_port
+from tests.support.reads import split
 
 HOST = b"example.com"
 RUN_TOKEN = b"r%08d.t"  # replaces HOST in each run's bytes: same length, names the run
@@ -137,17 +139,6 @@ class Stream:
     def describe(self) -> str:
         labels = " | ".join(m.label for m in self.messages)
         return f"{labels}\n    bytes {self.data!r}\n    sends {len(self.pieces())}"
-
-
-def split(data: bytes, cuts: tuple[int, ...] | list[int]) -> list[bytes]:
-    """``data`` cut at each offset (taken modulo len+1); empty pieces dropped."""
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, start = [], 0
-    for point in points:
-        pieces.append(data[start:point])
-        start = point
-    pieces.append(data[start:])
-    return [p for p in pieces if p]
 
 
 @dataclass
@@ -722,7 +713,7 @@ class _UpstreamConnection(asyncio.Protocol):
         self.transport.write(head % len(body) + (b"" if seen.method == "HEAD" else body))
 
 
-class RecordingUpstream:
+class RecordingUpstream(LoopServer):
     """An HTTP/1.1 server on 127.0.0.1 port 0 (own thread) that records what proxies forward.
 
     ``reset()`` starts a new epoch; ``seen()`` returns this epoch's requests in arrival order
@@ -730,7 +721,6 @@ class RecordingUpstream:
     """
 
     def __init__(self) -> None:
-        self.port = 0
         self.epoch = 0
         self.garbage: list[str] = []
         self._seen: list[Seen] = []
@@ -738,26 +728,10 @@ class RecordingUpstream:
         self._connections = 0
         self._last = time.monotonic()
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server = None
+        super().__init__()
 
-    def start(self) -> RecordingUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(5)
-        return self
-
-    async def _listen(self) -> None:
-        self._server = await self._loop.create_server(
-            lambda: _UpstreamConnection(self), "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        async def close():
-            self._server.close()
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    def protocol(self) -> _UpstreamConnection:
+        return _UpstreamConnection(self)
 
     def touch(self, new_connection: bool = False) -> int:
         with self._lock:

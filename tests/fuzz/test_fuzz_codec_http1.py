@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from outrider.codec.http1 import ClientCodec, CodecError, ServerCodec
 from outrider.http.headers import RequestHeaders
+from tests.support.reads import split
 
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -122,16 +123,6 @@ def assert_one_response_at_most(events: list[tuple]) -> None:
     """One request was sent: at most one response comes of it, then only a refusal."""
     kinds = "".join(_LETTERS[e[0]] for e in events)
     assert _RESPONSE_GRAMMAR.fullmatch(kinds), events
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, start = [], 0
-    for point in points:
-        pieces.append(data[start:point])
-        start = point
-    pieces.append(data[start:])
-    return [p for p in pieces if p]
 
 
 # -- generated messages ----------------------------------------------------------------------------

@@ -35,7 +35,6 @@ from tests.fuzz.smuggling import (
     Harness,
     Outcome,
     check,
-    split,
     streams,
     violations,
 )
@@ -46,6 +45,7 @@ from tests.fuzz.smuggling_cases import (
     open_response_divergence,
 )
 from tests.support.proxy import envoy_binary
+from tests.support.reads import split
 
 EXAMPLES = 60
 RESPONSE_EXAMPLES = 30

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from tests.support.loop_server import LoopServer
+
 CLOSE = "close"
 HANG = "hang"
 
@@ -117,7 +119,7 @@ class _Connection(asyncio.Protocol):
                     step()
 
 
-class HostileUpstream:
+class HostileUpstream(LoopServer):
     """Start with ``HostileUpstream(script).start()``; ``.port``; ``.stop()``. ``script`` may be
     replaced between requests (it is read for every request)."""
 
@@ -128,22 +130,14 @@ class HostileUpstream:
         self.open_connections = 0
         self.peak_open = 0
         self.closed: set[int] = set()
-        self.port = 0
         self._changed = threading.Condition()
         self._live: set[_Connection] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
+        super().__init__()
 
-    def start(self) -> HostileUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
-        return self
+    backlog = 4096  # the circuit-breaker test opens a couple of thousand at once
 
-    async def _start(self) -> None:
-        self._server = await self._loop.create_server(lambda: _Connection(self), "127.0.0.1", 0,
-                                                      backlog=4096)
-        self.port = self._server.sockets[0].getsockname()[1]
+    def protocol(self) -> _Connection:
+        return _Connection(self)
 
     def seen(self, path: str) -> Seen:
         """The last recorded request for ``path`` (IndexError if none arrived)."""
@@ -155,19 +149,17 @@ class HostileUpstream:
         with self._changed:
             return self._changed.wait_for(lambda: predicate(self), timeout)
 
+    async def _close_connections(self) -> None:
+        for _ in range(20):  # bounded: a peer may still be connecting as the server closes
+            await asyncio.sleep(0.01)  # connections accepted just before join ``_live``
+            live = list(self._live)
+            if not live:
+                break
+            for connection in live:
+                connection.transport.abort()
+                connection.worker.cancel()
+            await asyncio.gather(*(c.worker for c in live), return_exceptions=True)
+
     def stop(self) -> None:
-        async def _close() -> None:
-            self._server.close()
-            for _ in range(20):  # bounded: a peer may still be connecting as the server closes
-                await asyncio.sleep(0.01)  # connections accepted just before join ``_live``
-                live = list(self._live)
-                if not live:
-                    break
-                for connection in live:
-                    connection.transport.abort()
-                    connection.worker.cancel()
-                await asyncio.gather(*(c.worker for c in live), return_exceptions=True)
-        asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        super().stop()
         self._loop.close()

@@ -28,11 +28,12 @@ import asyncio
 import json
 import socket
 import struct
-import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 import httptools
+
+from tests.support.loop_server import LoopServer
 
 _PATTERN_BLOCK = bytes(range(256)) * 256  # 64 KiB
 
@@ -194,7 +195,7 @@ class _OriginProtocol(asyncio.Protocol):
         self._write_response(200, body)
 
 
-class Origin:
+class Origin(LoopServer):
     """Start with ``Origin("a").start()``; ``.port``; ``.stop()``."""
 
     def __init__(self, name: str = "origin", delay: float = 0.0) -> None:
@@ -205,27 +206,10 @@ class Origin:
         self.body_bytes_received = 0
         self.stream_bytes_sent = 0
         self._sinks: list[_OriginProtocol] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server = None
+        super().__init__()
 
-    def start(self) -> Origin:
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        future.result(5)
-        return self
-
-    async def _start(self) -> None:
-        self._server = await self._loop.create_server(lambda: _OriginProtocol(self), "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        async def _close():
-            self._server.close()
-        asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    def protocol(self) -> _OriginProtocol:
+        return _OriginProtocol(self)
 
     def resume_reading(self) -> None:
         """Let every paused /slow-sink connection read its body again."""
