@@ -312,7 +312,8 @@ class ServerCodec(_Http1Parser):
             elif name == "connection":
                 named = _named_by_connection(value, named)
             elif name == "upgrade":
-                self.upgrade = value
+                # Repeated: one list, as Envoy sees it ("h2c,h2c" is not an h2c upgrade).
+                self.upgrade = value if self.upgrade is None else f"{self.upgrade},{value}"
                 items.append((name, value))
             elif name == "expect":
                 if value.lower() == "100-continue":
@@ -323,6 +324,9 @@ class ServerCodec(_Http1Parser):
                 items.append(("te", "trailers"))  # Envoy forwards only this TE value
             # other connection-level headers (keep-alive, ...) end at this hop
         if named:
+            if "host" in named:
+                # Connection names Host as hop-by-hop: stripped, the request has none (Envoy 400).
+                self._fail(CodecError(400, "", "http1.missing_host"))
             items = [kv for kv in items if kv[0] not in named]
         scheme = "http"
         if url[:1] != "/":

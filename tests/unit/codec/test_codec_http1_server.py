@@ -472,3 +472,15 @@ def test_an_absolute_form_target_needs_a_valid_authority(target):
     ("http://example.com/", "example.com"), ("http://example.com:/", "example.com:")])
 def test_valid_absolute_form_authorities_pass(target, authority):
     assert parse_requests(request(f"GET {target} HTTP/1.1\nHost: a\n"))[0][3] == authority
+
+
+def test_connection_naming_host_leaves_no_host():
+    events = parse_requests(request("GET / HTTP/1.1\nHost: a\nConnection: Host\n"))
+    assert events == [("error", 400, "", "http1.missing_host")]
+
+
+def test_repeated_upgrade_values_are_one_list():
+    recorder = RequestRecorder()
+    codec = ServerCodec(recorder)
+    codec.feed(request("GET / HTTP/1.1\nHost: a\nUpgrade: h2c\nUpgrade: h2c\n"))
+    assert codec.upgrade == "h2c,h2c"  # not an h2c upgrade: refused as Envoy refuses it
