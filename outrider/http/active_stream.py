@@ -302,10 +302,11 @@ class ActiveStream:
             self._complete()
 
     def encode_data(self, data: bytes, end_stream: bool) -> None:
-        self._last_activity = self.cm.loop.time()
         self.encoder.encode_data(data, end_stream)
         if end_stream:
-            self._complete()
+            self._complete()  # no timer outlives the stream: no activity to note
+        else:
+            self._last_activity = self.cm.loop.time()
 
     def send_local_reply(self, status: int, body: str, details: str, close: bool = False,
                          extra_headers: tuple = ()) -> None:

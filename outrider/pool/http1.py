@@ -44,7 +44,11 @@ class Http1ConnPool:
         while idle:
             client = idle.pop()
             if not client.closed:
-                self._attach(client, request)
+                requests = self.resources.requests
+                if requests.count < requests.max:  # _attach's check, inline: the common path
+                    client.assign(request)
+                else:
+                    self._attach(client, request)  # it refuses and puts the client back
                 return
         resources = self.resources
         if not resources.pending_requests.can_create():
