@@ -35,14 +35,12 @@ import select
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from tests.fuzz.smuggling import proxy_config
+from tests.fuzz.smuggling import ProxyPair
 from tests.support.loop_server import LoopServer
-from tests.support.proxy import ProxyProcess, free_port
 
 LEAK = b"R1x"
 SECOND_BODY = b"R2-ok"
@@ -316,39 +314,13 @@ class ResponseOutcome:
     exited: bool = False
 
 
-class ResponseHarness:
-    """Outrider and Envoy, each in front of its own ScriptedUpstream; started once."""
+class ResponseHarness(ProxyPair):
+    """The response fuzzer's pair: each proxy in front of a ScriptedUpstream."""
 
-    def __init__(self, kinds: tuple[str, ...] = ("outrider", "envoy")) -> None:
-        self.kinds = kinds
-        self.upstreams: dict[str, ScriptedUpstream] = {}
-        self.proxies: dict[str, ProxyProcess] = {}
-        self._pool = ThreadPoolExecutor(max_workers=len(kinds))
-
-    def start(self) -> ResponseHarness:
-        try:
-            for kind in self.kinds:
-                self.upstreams[kind] = ScriptedUpstream().start()
-                self._start_proxy(kind)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _start_proxy(self, kind: str) -> None:
-        config = proxy_config(free_port(), self.upstreams[kind].port)
-        self.proxies[kind] = ProxyProcess(config, kind).start()
-
-    def stop(self) -> None:
-        for proxy in self.proxies.values():
-            proxy.stop()
-        for upstream in self.upstreams.values():
-            upstream.stop()
-        self._pool.shutdown(wait=False)
+    upstream_class = ScriptedUpstream
 
     def run(self, reply: Reply) -> dict[str, ResponseOutcome]:
-        futures = {kind: self._pool.submit(self._run_one, kind, reply) for kind in self.kinds}
-        return {kind: future.result() for kind, future in futures.items()}
+        return self.run_both(self._run_one, reply)
 
     def _run_one(self, kind: str, reply: Reply) -> ResponseOutcome:
         upstream = self.upstreams[kind]
@@ -359,10 +331,7 @@ class ResponseHarness:
         except OSError:
             exchanges = [Exchange(None, b"", True)] * 2
         outcome = ResponseOutcome(exchanges, list(upstream.targets))
-        if self.proxies[kind].proc.poll() is not None:
-            outcome.exited = True
-            self.proxies[kind].stop()
-            self._start_proxy(kind)
+        outcome.exited = self.restart_if_exited(kind)
         return outcome
 
 

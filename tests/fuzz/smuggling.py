@@ -879,25 +879,22 @@ def proxy_config(port: int, upstream_port: int) -> dict:
     return bootstrap(port, [route], [cluster("upstream", [upstream_port])])
 
 
-class Harness:
-    """Outrider and Envoy, each in front of its own RecordingUpstream; started once, reused.
+class ProxyPair:
+    """Outrider and Envoy, each in front of its own upstream (``upstream_class``), started once
+    and reused; ``run_both(task, *args)`` runs ``task(kind, *args)`` for both at once."""
 
-    ``run(pieces, expected)`` sends the same pieces through both (concurrently) and returns
-    {kind: Outcome}. A proxy that died is restarted (with retries: Outrider may be mid-change)
-    and its Outcome says ``exited``.
-    """
+    upstream_class: type = None  # set by each harness
 
     def __init__(self, kinds: tuple[str, ...] = KINDS) -> None:
         self.kinds = kinds
-        self.upstreams: dict[str, RecordingUpstream] = {}
+        self.upstreams: dict = {}
         self.proxies: dict[str, ProxyProcess] = {}
         self._pool = ThreadPoolExecutor(max_workers=len(kinds))
-        self._runs = 0
 
-    def start(self) -> Harness:
+    def start(self):
         try:
             for kind in self.kinds:
-                self.upstreams[kind] = RecordingUpstream().start()
+                self.upstreams[kind] = self.upstream_class().start()
                 self._start_proxy(kind)
         except BaseException:
             self.stop()
@@ -917,6 +914,18 @@ class Harness:
                     raise
                 time.sleep(2.0)
 
+    def restart_if_exited(self, kind: str) -> bool:
+        """Whether ``kind``'s proxy had died (it is running again now)."""
+        if self.proxies[kind].proc.poll() is None:
+            return False
+        self.proxies[kind].stop()
+        self._start_proxy(kind)
+        return True
+
+    def run_both(self, task, *args) -> dict:
+        futures = {kind: self._pool.submit(task, kind, *args) for kind in self.kinds}
+        return {kind: future.result() for kind, future in futures.items()}
+
     def stop(self) -> None:
         for proxy in self.proxies.values():
             proxy.stop()
@@ -924,12 +933,24 @@ class Harness:
             upstream.stop()
         self._pool.shutdown(wait=False)
 
+
+class Harness(ProxyPair):
+    """The request fuzzer's pair: each proxy in front of a RecordingUpstream.
+
+    ``run(pieces, expected)`` sends the same pieces through both (concurrently) and returns
+    {kind: Outcome}. A proxy that died is restarted (with retries: Outrider may be mid-change)
+    and its Outcome says ``exited``.
+    """
+
+    upstream_class = RecordingUpstream
+
+    def __init__(self, kinds: tuple[str, ...] = KINDS) -> None:
+        super().__init__(kinds)
+        self._runs = 0
+
     def run(self, pieces: list[bytes], expected: int) -> dict[str, Outcome]:
         self._runs += 1
-        tagged = tag_run(pieces, self._runs)
-        futures = {kind: self._pool.submit(self._run_one, kind, tagged, expected, self._runs)
-                   for kind in self.kinds}
-        return {kind: future.result() for kind, future in futures.items()}
+        return self.run_both(self._run_one, tag_run(pieces, self._runs), expected, self._runs)
 
     def _run_one(self, kind: str, pieces: list[bytes], expected: int, run: int) -> Outcome:
         upstream = self.upstreams[kind]
@@ -944,10 +965,7 @@ class Harness:
         outcome = Outcome([r for r in requests if r is not None], view,
                           garbage=list(upstream.garbage),
                           stale=sum(r is None for r in requests))
-        if self.proxies[kind].proc.poll() is not None:
-            outcome.exited = True
-            self.proxies[kind].stop()
-            self._start_proxy(kind)
+        outcome.exited = self.restart_if_exited(kind)
         return outcome
 
 
