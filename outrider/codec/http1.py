@@ -167,7 +167,7 @@ class ServerCodec(_Http1Parser):
     """
 
     __slots__ = (
-        "callbacks", "writer", "_url", "_headers", "_max_headers_count", "_in_message",
+        "callbacks", "writer", "_url", "_headers", "_max_headers_count",
         "_allow_absolute_url", "_encoder", "_progress", "upgrade", "expect_continue",
     )
 
@@ -181,7 +181,6 @@ class ServerCodec(_Http1Parser):
         self._max_headers_count = max_headers_count
         self._init_bound(max_request_headers_kb * 1024)
         self._parser = self._new_parser()
-        self._in_message = False
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         # Of the request whose headers were just delivered: its Upgrade header value (the
@@ -195,11 +194,6 @@ class ServerCodec(_Http1Parser):
         # Envoy accepts whitespace after a chunk size (`5 \r\n`); everything else stays strict.
         parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
         return parser
-
-    @property
-    def in_message(self) -> bool:
-        """True between the first byte of a request and its end."""
-        return self._in_message
 
     def feed(self, data: bytes) -> None:
         """Parse request bytes; raise CodecError for malformed input (431 for a head over
@@ -257,7 +251,7 @@ class ServerCodec(_Http1Parser):
         self._headers = []
         self.upgrade = None
         self.expect_continue = False
-        self._in_head = self._progress = self._in_message = True
+        self._in_head = self._progress = True
         self._head_bytes = self._unfinished = 0
         self._encoder = encoder = ResponseEncoder(self.writer)
         self.callbacks.on_message_begin(encoder)
@@ -365,7 +359,6 @@ class ServerCodec(_Http1Parser):
         self.callbacks.on_request_data(body)
 
     def on_message_complete(self) -> None:
-        self._in_message = False
         self.callbacks.on_request_complete()
 
 

@@ -105,15 +105,14 @@ def test_empty_host_is_forwarded_as_empty_authority():
     assert parse_requests(request("GET / HTTP/1.1\nHost: \n"))[0][3] == ""
 
 
-def test_in_message_is_true_only_between_first_byte_and_end():
-    codec = ServerCodec(RequestRecorder())
-    assert codec.in_message is False
-    codec.feed(b"POST / HTTP/1.1\r\n")
-    assert codec.in_message is True
-    codec.feed(b"Host: a\r\nContent-Length: 2\r\n\r\nx")
-    assert codec.in_message is True
-    codec.feed(b"y")
-    assert codec.in_message is False
+def test_the_first_byte_of_each_request_begins_a_message():
+    """The connection manager creates the stream there, so its timeouts have an owner."""
+    recorder = RequestRecorder()
+    codec = ServerCodec(recorder)
+    codec.feed(b"P")
+    assert recorder.begun == 1 and recorder.events == []
+    codec.feed(b"OST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nxG")
+    assert recorder.begun == 2
 
 
 # -- pipelining and fragmentation -------------------------------------------------------------
