@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import select
 import socket
 import threading
 import time
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from tests.fuzz.smuggling import ProxyPair
+from tests.fuzz.smuggling import ProxyPair, read_until
 from tests.support.loop_server import LoopServer
 
 LEAK = b"R1x"
@@ -260,23 +259,8 @@ def _response_complete(raw: bytes, head_request: bool) -> bool:
 def _read_response(sock: socket.socket, head_request: bool, idle: float = 0.3,
                    cap: float = 3.0) -> tuple[bytes, bool]:
     """Read one response: until complete (+ a short grace for the close), closed, or idle."""
-    raw, start, last, grace = b"", time.monotonic(), time.monotonic(), None
-    while True:
-        now = time.monotonic()
-        if now - start > cap or now - last > idle or (grace is not None and now > grace):
-            return raw, False
-        readable, _, _ = select.select([sock], [], [], 0.01)
-        if not readable:
-            continue
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            return raw, True
-        if not chunk:
-            return raw, True
-        raw, last = raw + chunk, time.monotonic()
-        if grace is None and _response_complete(raw, head_request):
-            grace = last + 0.03
+    return read_until(sock, lambda raw: _response_complete(raw, head_request), idle, cap,
+                      grace=0.03)
 
 
 def _exchange(sock: socket.socket, request: bytes, head_request: bool) -> Exchange:

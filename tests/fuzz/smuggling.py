@@ -827,6 +827,15 @@ def exchange(port: int, pieces: list[bytes], expected: int, gap: float = 0.003,
 
 
 def _read(sock: socket.socket, expected: int, idle: float, cap: float) -> tuple[bytes, bool]:
+    return read_until(sock, lambda raw: len(client_view(raw, False).statuses) >= expected,
+                      idle, cap, grace=0.05)
+
+
+def read_until(sock: socket.socket, complete, idle: float, cap: float,
+               grace: float) -> tuple[bytes, bool]:
+    """Read until ``complete(raw)`` holds (then ``grace`` seconds more, to see a close), the
+    peer closes, nothing arrives for ``idle`` seconds, or ``cap`` seconds pass; return the
+    bytes and whether the peer closed."""
     raw = b""
     start = last = time.monotonic()
     grace_until = None
@@ -846,8 +855,8 @@ def _read(sock: socket.socket, expected: int, idle: float, cap: float) -> tuple[
             return raw, True
         raw += chunk
         last = time.monotonic()
-        if grace_until is None and len(client_view(raw, False).statuses) >= expected:
-            grace_until = last + 0.05
+        if grace_until is None and complete(raw):
+            grace_until = last + grace
 
 
 # -- the harness -----------------------------------------------------------------------------------
