@@ -15,11 +15,10 @@ CHUNKED = "chunked"  # transfer-encoding: chunked
 CLOSE = "close"  # the body ends when the connection closes (responses only)
 
 
-def response_has_body(request_method: str, status: int) -> bool:
-    """Whether a response may carry a body (RFC 9112 §6.3 rules 1 and 2)."""
-    if request_method == "HEAD" or status < 200 or status == 204 or status == 304:
-        return False
-    return not (request_method == "CONNECT" and status < 300)
+# Responses without a body whatever their headers say (RFC 9112 §6.3 rules 1 and 2): to HEAD,
+# 1xx, 204 and 304, and a 2xx to CONNECT (the tunnel follows). Both response framings below
+# start with this test, written out in each: they run on every response.
+_BODYLESS_STATUSES = frozenset((*range(200), 204, 304))
 
 
 def parsed_request_framing(content_length: str | None, chunked: bool) -> str:
@@ -34,7 +33,8 @@ def parsed_request_framing(content_length: str | None, chunked: bool) -> str:
 def parsed_response_framing(request_method: str, status: int, content_length: str | None,
                             chunked: bool) -> str:
     """How a received response's body is delimited, given the request it answers."""
-    if not response_has_body(request_method, status):
+    if request_method == "HEAD" or status in _BODYLESS_STATUSES \
+            or (request_method == "CONNECT" and status < 300):
         return NONE
     if chunked:
         return CHUNKED
@@ -52,7 +52,8 @@ def encoded_response_framing(request_method: str, status: int, has_length: bool,
     that ends with its headers is given ``content-length: 0`` (LENGTH without the header: the
     encoder adds it, as Envoy does), an HTTP/1.1 client gets chunks, an HTTP/1.0 client the close.
     """
-    if not response_has_body(request_method, status):
+    if request_method == "HEAD" or status in _BODYLESS_STATUSES \
+            or (request_method == "CONNECT" and status < 300):
         return NONE
     if has_length or end_stream:
         return LENGTH

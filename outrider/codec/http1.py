@@ -1,10 +1,12 @@
 """HTTP/1.1 codec over httptools (llhttp): bytes in, events out; headers in, bytes out.
 
-No asyncio here. ``ServerCodec`` parses requests from a client and calls its ``callbacks``
-(the connection manager); each response goes out through a ``ResponseEncoder`` it hands the
-stream. ``ClientCodec`` is one upstream connection's codec: it encodes the request and parses
-the response, and it alone says whether the connection may carry another request
-(``reuse_refusal``). Framing (body or not, length, chunks, close) comes from ``framing``.
+No asyncio here. ``ServerCodec`` parses requests from a client: at each one's first byte it
+asks its ``callbacks`` (the connection manager) for a new stream, handing it the
+``ResponseEncoder`` its answer goes out through, and delivers the rest of the request to that
+stream. ``ClientCodec`` is one upstream connection's codec: it encodes the request, delivers
+the response to the request's decoder, and alone says whether the connection may carry another
+request (``reuse_refusal``). Framing (body or not, length, chunks, close) comes from
+``framing``.
 
 Rules both directions keep:
 - A peer's protocol error is a ``CodecError`` carrying the status and body Envoy answers with
@@ -158,23 +160,29 @@ class _Http1Parser:
 class ServerCodec(_Http1Parser):
     """Parses HTTP/1.x requests.
 
-    ``callbacks`` receives, per request, in order: ``on_message_begin(encoder)`` at its first
-    byte, with the ``ResponseEncoder`` that will write its answer to ``writer`` (Envoy's
-    ``newStream(response_encoder)``); ``on_request_headers(headers, version, keep_alive,
-    framing)`` (framing from ``framing``: "none", "length" or "chunked");
-    ``on_request_data(data)``; ``on_request_complete()``. ``feed`` raises ``CodecError`` for
-    malformed input; the connection is unusable afterwards.
+    At each request's first byte ``callbacks.new_stream(encoder)`` is given the
+    ``ResponseEncoder`` that will write its answer to ``writer`` and returns the request's
+    decoder (Envoy's ``newStream(response_encoder)`` returning a ``RequestDecoder``). The
+    decoder then receives, in order: ``on_request_headers(headers, version, keep_alive,
+    framing, upgrade, expect_continue)`` (framing from ``framing``: "none", "length" or
+    "chunked"; ``upgrade`` the Upgrade header's value, which stays in the map, or None;
+    ``expect_continue`` whether it asked for 100-continue, whose header does not stay: the
+    proxy answers it, as Envoy does); ``on_request_data(data)``; ``on_request_complete()``.
+    ``feed`` raises ``CodecError`` for malformed input; the connection is unusable afterwards.
     """
 
     __slots__ = (
-        "callbacks", "writer", "_url", "_headers", "_max_headers_count",
-        "_allow_absolute_url", "_encoder", "_progress", "upgrade", "expect_continue",
+        "callbacks", "writer", "decoder", "_url", "_headers", "_max_headers_count",
+        "_allow_absolute_url", "_encoder", "_progress", "_upgrade", "_expect_continue",
     )
 
     def __init__(self, callbacks, writer=None, max_request_headers_kb: int = 60,
                  max_headers_count: int = 100, allow_absolute_url: bool = True):
         self.callbacks = callbacks
         self.writer = writer
+        # The decoder of the request being read: from its first byte to its end, or until
+        # ``abandon``. Nothing is delivered while it is None.
+        self.decoder = None
         self._encoder: ResponseEncoder | None = None
         self._progress = False  # whether this read completed a piece of the head
         self._allow_absolute_url = allow_absolute_url
@@ -183,11 +191,13 @@ class ServerCodec(_Http1Parser):
         self._parser = self._new_parser()
         self._url = b""
         self._headers: list[tuple[str, str]] = []
-        # Of the request whose headers were just delivered: its Upgrade header value (the
-        # header stays in the map) and whether it asked for 100-continue (that one does not:
-        # the proxy answers it, as Envoy does).
-        self.upgrade: str | None = None
-        self.expect_continue = False
+        self._upgrade: str | None = None
+        self._expect_continue = False
+
+    def abandon(self) -> None:
+        """Deliver nothing more of the request being read (its connection closed, possibly
+        from inside one of the decoder's own callbacks, with the rest of a read unparsed)."""
+        self.decoder = None
 
     def _new_parser(self) -> httptools.HttpRequestParser:
         parser = httptools.HttpRequestParser(self)
@@ -249,12 +259,12 @@ class ServerCodec(_Http1Parser):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        self.upgrade = None
-        self.expect_continue = False
+        self._upgrade = None
+        self._expect_continue = False
         self._in_head = self._progress = True
         self._head_bytes = self._unfinished = 0
         self._encoder = encoder = ResponseEncoder(self.writer)
-        self.callbacks.on_message_begin(encoder)
+        self.decoder = self.callbacks.new_stream(encoder)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -307,11 +317,11 @@ class ServerCodec(_Http1Parser):
                 named = _named_by_connection(value, named)
             elif name == "upgrade":
                 # Repeated: one list, as Envoy sees it ("h2c,h2c" is not an h2c upgrade).
-                self.upgrade = value if self.upgrade is None else f"{self.upgrade},{value}"
+                self._upgrade = value if self._upgrade is None else f"{self._upgrade},{value}"
                 items.append((name, value))
             elif name == "expect":
                 if value.lower() == "100-continue":
-                    self.expect_continue = True
+                    self._expect_continue = True
                 else:
                     items.append((name, value))
             elif name == "te" and "trailers" in value.lower():
@@ -349,17 +359,24 @@ class ServerCodec(_Http1Parser):
             # "another protocol"), so its body would be parsed as the next request: smuggling.
             # Refused (Envoy forwards such a request, body and all, when it ignores the upgrade).
             self._fail(_bad_request("http1.upgrade_with_body"))
-        headers = RequestHeaders(method, url, authority, scheme, items)
         encoder = self._encoder
         encoder.request_method = method
         encoder.version = version
-        self.callbacks.on_request_headers(headers, version, parser.should_keep_alive(), framing)
+        decoder = self.decoder
+        if decoder is not None:
+            decoder.on_request_headers(RequestHeaders(method, url, authority, scheme, items),
+                                       version, parser.should_keep_alive(), framing,
+                                       self._upgrade, self._expect_continue)
 
     def on_body(self, body: bytes) -> None:
-        self.callbacks.on_request_data(body)
+        decoder = self.decoder
+        if decoder is not None:
+            decoder.on_request_data(body)
 
     def on_message_complete(self) -> None:
-        self.callbacks.on_request_complete()
+        decoder, self.decoder = self.decoder, None
+        if decoder is not None:
+            decoder.on_request_complete()
 
 
 # Characters that cannot appear in a Host (RFC 3986 reg-name, IP literal and port).
@@ -407,7 +424,13 @@ class ResponseEncoder:
             self.body_allowed = False
         elif not has_length:
             headers.add("content-length", "0")  # a body-less answer that could have had one
-        self.connection.write(encode_response_head(headers, self.chunked, close))
+        parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
+        if self.chunked:
+            parts.append("transfer-encoding: chunked\r\n")
+        if close:
+            parts.append("connection: close\r\n")
+        parts.append("\r\n")
+        self.connection.write(status_line(headers.status) + "".join(parts).encode("latin-1"))
         return close
 
     def encode_data(self, data: bytes, end_stream: bool) -> None:
@@ -426,19 +449,27 @@ class ResponseEncoder:
 class ClientCodec(_Http1Parser):
     """One upstream connection's HTTP/1.1 codec: encodes requests, parses their responses.
 
-    ``connection`` takes the request bytes (``write``) and receives the response events:
-    ``on_response_headers(headers, keep_alive, framing)`` (framing "none", "length",
-    "chunked" or "close"), ``on_response_data(data)``, ``on_response_complete()``. Interim
-    1xx responses other than 101 are dropped. ``feed`` raises ``CodecError`` (502,
+    ``connection`` takes the request bytes (``write``). Each request names the decoder of its
+    response (``encode_headers``), which receives ``on_response_headers(headers, keep_alive,
+    framing)`` (framing "none", "length", "chunked" or "close") and ``on_response_data(data)``;
+    the response's end goes to ``connection.on_response_complete(data)``, which frees the
+    connection before it tells the request (Envoy's pool wraps the decoder for the same
+    purpose). The body's last bytes parsed in the read that ends the response come with its
+    end, as Envoy's codec hands them over with ``end_stream``: one event instead of two.
+    Interim 1xx responses other than 101 are dropped. ``feed`` raises ``CodecError`` (502,
     ``protocol error``) on anything but the response to the request in flight.
     """
 
-    __slots__ = ("connection", "_headers", "_awaiting", "_parser_stale", "_stale_may_end",
-                 "_method", "_keep_alive", "_request_complete", "_interim", "_chunked_request",
-                 "_read_size")
+    __slots__ = ("connection", "decoder", "framing", "_headers", "_awaiting", "_parser_stale",
+                 "_stale_may_end", "_method", "_keep_alive", "_request_complete", "_interim",
+                 "_chunked_request", "_read_size", "_held")
 
     def __init__(self, connection, max_response_headers_kb: int = 60) -> None:
         self.connection = connection
+        # The request in flight's response decoder; None once it gives up on the response
+        # (whose remaining bytes are still parsed, to be refused if they are not a response).
+        self.decoder = None
+        self.framing = NONE  # of the response being read (or last read)
         self._init_bound(max_response_headers_kb * 1024)
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[str, str]] = []
@@ -455,11 +486,16 @@ class ClientCodec(_Http1Parser):
         self._chunked_request = False
         self._interim = False
         self._read_size = 0
+        # Body bytes parsed in this read and not delivered yet: given with the response's end
+        # if it comes in the same read, else at the read's end. One chunk at most.
+        self._held: bytes | None = None
 
     # -- encoding the request -------------------------------------------------------------------
 
-    def encode_headers(self, headers: RequestHeaders, end_stream: bool) -> None:
-        """Send a request's head (and end it if ``end_stream``); a response is now expected."""
+    def encode_headers(self, headers: RequestHeaders, end_stream: bool, decoder) -> None:
+        """Send a request's head (and end it if ``end_stream``); a response is now expected,
+        for ``decoder``."""
+        self.decoder = decoder
         if self._parser_stale:
             self._parser_stale = False
             self._parser = httptools.HttpResponseParser(self)
@@ -470,7 +506,14 @@ class ClientCodec(_Http1Parser):
         chunked = not end_stream and encoded_request_framing(
             headers.get("content-length") is not None, end_stream) == CHUNKED
         self._chunked_request = chunked
-        self.connection.write(encode_request_head(headers, chunked))
+        # The request line and headers, origin-form, ``host`` from ``:authority``.
+        request_line = f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n"
+        parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
+        parts.insert(0, request_line)
+        if chunked:
+            parts.append("transfer-encoding: chunked\r\n")
+        parts.append("\r\n")
+        self.connection.write("".join(parts).encode("latin-1"))
 
     def encode_data(self, data: bytes, end_stream: bool) -> None:
         if self._chunked_request:
@@ -520,6 +563,12 @@ class ClientCodec(_Http1Parser):
             raise CodecError(502, "", "protocol error") from None
         except httptools.HttpParserError:
             raise CodecError(502, "", "protocol error") from None
+        held = self._held
+        if held is not None:
+            self._held = None
+            decoder = self.decoder
+            if decoder is not None:
+                decoder.on_response_data(held)
         if self._in_head:
             # The read ended inside the head. A response starts at its read's first byte
             # (nothing is pipelined upstream), so such reads are all head: counted whole, they
@@ -580,22 +629,28 @@ class ClientCodec(_Http1Parser):
             self._fail(CodecError(502, "", "protocol error"))
         if named:
             items = [kv for kv in items if kv[0] not in named]
-        framing = parsed_response_framing(self._method, status, content_length, chunked)
+        self.framing = framing = parsed_response_framing(self._method, status, content_length,
+                                                         chunked)
         self._keep_alive = keep_alive = parser.should_keep_alive() and framing != CLOSE
-        connection = self.connection
-        connection.on_response_headers(ResponseHeaders(status, items), keep_alive, framing)
+        decoder = self.decoder
+        if decoder is not None:
+            decoder.on_response_headers(ResponseHeaders(status, items), keep_alive, framing)
         if framing == NONE and self._method == "HEAD":
             # llhttp cannot be told that a HEAD answer has no body: the response ends here, and
             # a byte llhttp takes for its body is one nobody asked for.
             self._awaiting = False
             self._parser_stale = True
             self._stale_may_end = content_length == "0" or status == 204 or status == 304
-            connection.on_response_complete()
+            self.connection.on_response_complete(b"")
 
     def on_body(self, body: bytes) -> None:
         if not self._awaiting:
             self._fail(CodecError(502, "", "protocol error"))  # a body the HEAD answer has not
-        self.connection.on_response_data(body)
+        held, self._held = self._held, body
+        if held is not None:
+            decoder = self.decoder
+            if decoder is not None:
+                decoder.on_response_data(held)
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -607,30 +662,15 @@ class ClientCodec(_Http1Parser):
             self._parser_stale = False  # the HEAD answer's end, as llhttp counted it
             return
         self._awaiting = False
-        self.connection.on_response_complete()
+        held = self._held
+        if held is None:
+            self.connection.on_response_complete(b"")
+        else:
+            self._held = None
+            self.connection.on_response_complete(held)
 
 
 # -- encoding ---------------------------------------------------------------------------------
-
-def encode_request_head(headers: RequestHeaders, chunked: bool) -> bytes:
-    """The request line and headers, origin-form, ``host`` from ``:authority``."""
-    parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
-    parts.insert(0, f"{headers.method} {headers.path} HTTP/1.1\r\nhost: {headers.authority}\r\n")
-    if chunked:
-        parts.append("transfer-encoding: chunked\r\n")
-    parts.append("\r\n")
-    return "".join(parts).encode("latin-1")
-
-
-def encode_response_head(headers: ResponseHeaders, chunked: bool, close: bool) -> bytes:
-    parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
-    if chunked:
-        parts.append("transfer-encoding: chunked\r\n")
-    if close:
-        parts.append("connection: close\r\n")
-    parts.append("\r\n")
-    return status_line(headers.status) + "".join(parts).encode("latin-1")
-
 
 def encode_chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)

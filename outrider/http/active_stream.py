@@ -58,7 +58,7 @@ class ActiveStream:
     def __init__(self, cm: ConnectionManager, encoder) -> None:
         self.cm = cm
         self.encoder = encoder  # the codec's, for this stream's response
-        self.request_headers = _NO_HEADERS  # until the codec delivers them (on_headers)
+        self.request_headers = _NO_HEADERS  # until the codec delivers them
         self.version = "1.1"
         self.keep_alive = False
         self.framing = "none"
@@ -88,7 +88,10 @@ class ActiveStream:
         # Counted in downstream_rq_active from the first byte until the response ends or the
         # stream is reset, exactly once either way.
         self._active = True
-        cm.stats.on_request_start()
+        stats = cm.stats
+        stats.downstream_rq_total.value += 1
+        stats.downstream_rq_http1_total.value += 1
+        stats.downstream_rq_active.value += 1
 
     # -- decoding -------------------------------------------------------------------------------
 
@@ -116,9 +119,10 @@ class ActiveStream:
         elif self.headers_complete:
             self.start()
 
-    def on_headers(self, headers: RequestHeaders, version: str, keep_alive: bool, framing: str,
-                   upgrade: str | None, expect_continue: bool) -> None:
-        """The request's headers are complete (from the codec)."""
+    def on_request_headers(self, headers: RequestHeaders, version: str, keep_alive: bool,
+                           framing: str, upgrade: str | None, expect_continue: bool) -> None:
+        """The request's headers are complete (from the codec): processed now if it is this
+        stream's turn, else when ``activate`` says it is."""
         self.request_headers = headers
         self.version = version
         self.keep_alive = keep_alive
@@ -129,7 +133,11 @@ class ActiveStream:
         self.expect_continue = expect_continue
         self.headers_complete = True
         self._headers_deadline = None
-        self._last_activity = self.cm.loop.time()
+        cm = self.cm
+        self._last_activity = cm.loop.time()
+        streams = cm.streams
+        if streams and streams[0] is self:
+            self.start()
 
     def start(self) -> None:
         """Begin processing: header rules, route, then the filter chain (the router)."""

@@ -1,6 +1,7 @@
 """The HTTP connection manager: one per downstream connection, one ``ActiveStream`` per request.
 
-Driven by the HTTP/1 codec's callbacks; talks to the transport only through ``connection``
+The HTTP/1 codec asks it for a stream at each request's first byte (``new_stream``) and then
+delivers the request to that stream. It talks to the transport only through ``connection``
 (``write``, ``close``, ``read_disable``, ``write_blocked``, ``remote_ip``, ``remote_address``)
 and to time only through ``loop.call_later``. A stream exists from its request's first byte.
 HTTP/1 answers in order: a pipelined request waits, its events buffered and the socket
@@ -20,7 +21,6 @@ from collections import deque
 from outrider.codec.http1 import CodecError, ResponseEncoder, ServerCodec
 from outrider.http.active_stream import ActiveStream
 from outrider.http.conn_manager_config import ConnectionManagerConfig
-from outrider.http.headers import RequestHeaders
 from outrider.stats.store import StatsStruct
 
 log = logging.getLogger("outrider.http")
@@ -47,13 +47,8 @@ class HttpStats(StatsStruct):
     )
     GAUGES = ("downstream_cx_active", "downstream_rq_active")
 
-    # Per-request bookkeeping touches the counters' values directly: a method call per
-    # counter would be most of the cost of counting.
-
-    def on_request_start(self) -> None:
-        self.downstream_rq_total.value += 1
-        self.downstream_rq_http1_total.value += 1
-        self.downstream_rq_active.value += 1
+    # Per-request bookkeeping (ActiveStream) touches the counters' values directly: a method
+    # call per counter would be most of the cost of counting.
 
     def count_response(self, status: int) -> None:
         self._by_class[status // 100 if 100 <= status < 600 else 1].value += 1
@@ -79,7 +74,6 @@ class ConnectionManager:
         self.codec = ServerCodec(self, connection, config.max_request_headers_kb,
                                  config.max_headers_count, config.allow_absolute_url)
         self.streams: deque[ActiveStream] = deque()  # head is the one being answered
-        self.decoding: ActiveStream | None = None  # the one whose request is being read
         self.closed = False
         self.draining = False  # answers get connection: close (set by drain, a later release)
         # Nothing more is parsed: after malformed input, an internal error, or a full pipeline.
@@ -105,7 +99,7 @@ class ConnectionManager:
         except _StopParsing:
             pass  # the pipeline is full: what was parsed is answered, then the connection closes
         except Exception:  # noqa: BLE001 - the proxy's own bug, logged by fail_internal
-            stream = self.decoding or (self.streams[0] if self.streams else None)
+            stream = self.codec.decoder or (self.streams[0] if self.streams else None)
             if stream is None:
                 log.exception("internal error on connection %s", self.connection.remote_address)
                 self.close(abort=True)
@@ -118,10 +112,10 @@ class ConnectionManager:
         self.closed = True
         self.stats.downstream_cx_active.dec()
         self._cancel_timers()
+        self.codec.abandon()  # this may run inside a codec callback: the rest of the read is not
         for stream in self.streams:
             stream.on_downstream_reset()
         self.streams.clear()
-        self.decoding = None
 
     def on_write_watermark(self, high: bool) -> None:
         """The downstream socket's send buffer crossed its high (or back under its low) mark.
@@ -139,43 +133,25 @@ class ConnectionManager:
 
     # -- codec callbacks ------------------------------------------------------------------------
 
-    def on_message_begin(self, encoder) -> None:
+    def new_stream(self, encoder) -> ActiveStream:
+        """A request's first byte: its stream, which decodes the rest of it (the codec calls
+        the stream directly from here on)."""
         streams = self.streams
-        if self.closed or len(streams) > MAX_PIPELINED:
+        if self.closed or (streams and len(streams) > MAX_PIPELINED):
             # A reply earlier in this read closed the connection, or the pipeline is full:
             # nothing after this point is read.
             self.stop_reading()
             raise _StopParsing
         stream = ActiveStream(self, encoder)
-        self.decoding = stream
-        streams.append(stream)
-        if len(streams) == 1:
+        if not streams:
+            streams.append(stream)
             stream.activate()
-        elif not self._pipeline_paused:
+            return stream
+        streams.append(stream)  # pipelined: it waits for the ones ahead of it
+        if not self._pipeline_paused:
             self._pipeline_paused = True
             self.connection.read_disable(True)
-
-    def on_request_headers(self, headers: RequestHeaders, version: str, keep_alive: bool,
-                           framing: str) -> None:
-        stream = self.decoding
-        if stream is None:
-            return  # the connection closed while these headers were being read
-        codec = self.codec
-        stream.on_headers(headers, version, keep_alive, framing, codec.upgrade,
-                          codec.expect_continue)
-        if self.streams and self.streams[0] is stream and not stream.started:
-            stream.start()
-
-    def on_request_data(self, data: bytes) -> None:
-        if self.decoding is not None:
-            self.decoding.on_request_data(data)
-
-    def on_request_complete(self) -> None:
-        stream = self.decoding
-        if stream is None:
-            return  # the connection closed while this request was being read
-        self.decoding = None
-        stream.on_request_complete()
+        return stream
 
     # -- stream lifecycle -------------------------------------------------------------------------
 
@@ -211,8 +187,10 @@ class ConnectionManager:
     def _on_codec_error(self, error: CodecError) -> None:
         """Malformed input: answer it in turn (after any response still owed), then close."""
         self.stats.downstream_cx_protocol_error.inc()
+        if self.closed:
+            return  # a reply earlier in this read closed the connection: nobody to answer
         self.stop_reading()  # nothing after this point in the byte stream can be trusted
-        stream = self.decoding
+        stream = self.codec.decoder
         if stream is None:
             # The error is before any message began (cannot happen with llhttp, which begins a
             # message at its first byte, but a stream must own the answer).

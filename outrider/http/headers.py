@@ -94,7 +94,7 @@ class RequestHeaders(HeaderMap):
         scheme: str = "http",
         items: Iterable[tuple[str, str]] = (),
     ) -> None:
-        super().__init__(items)
+        self._items = list(items)  # HeaderMap.__init__, inline: two maps per request
         self.method = method
         self.path = path
         self.authority = authority
@@ -123,7 +123,7 @@ class ResponseHeaders(HeaderMap):
 
     def __init__(self, status: int = 200, items: Iterable[tuple[str, str]] = (),
                  reason: str = "") -> None:
-        super().__init__(items)
+        self._items = list(items)  # HeaderMap.__init__, inline
         self.status = status
         self.reason = reason
 

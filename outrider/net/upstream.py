@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from outrider.codec.framing import CLOSE
 from outrider.codec.http1 import ClientCodec, CodecError
 from outrider.net.flush import CoalescingWriter, flush_scheduler
 
@@ -19,7 +20,7 @@ log = logging.getLogger("outrider.net")
 
 class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
     __slots__ = (
-        "pool", "transport", "codec", "request", "requests_served", "framing", "closed",
+        "pool", "transport", "codec", "request", "requests_served", "closed",
         "idle_since", "_read_disabled", "_release_pending", "_out", "_out_bytes", "_flusher",
     )
 
@@ -29,7 +30,6 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
         self.codec = ClientCodec(self, pool.settings.max_response_headers_kb)
         self.request = None
         self.requests_served = 0
-        self.framing = "none"
         self.closed = False
         self.idle_since = 0.0
         self._release_pending = False
@@ -75,9 +75,9 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
         self.closed = True
         request = self._detach()
         if request is not None:
-            if self.framing == "close" and request.response_started:
+            if self.codec.framing == CLOSE and request.response_started:
                 # A body delimited by the connection's close is now complete.
-                request.on_response_complete()
+                request.on_response_complete(b"")
             else:
                 request.on_reset("connection termination")
         self.pool.on_client_closed(self)
@@ -127,29 +127,23 @@ class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
         the cluster's ``max_requests``."""
         request, self.request = self.request, None
         if request is not None:
+            self.codec.decoder = None  # what is left of its response is parsed, not delivered
             self.pool.resources.requests.count -= 1
         return request
 
-    # -- ClientCodec callbacks -----------------------------------------------------------------
+    # -- ClientCodec callback (the response's headers and data go to the request itself) ------
 
-    def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
-        self.framing = framing
-        if self.request is not None:  # None once the request gave up on it mid-read
-            self.request.on_response_headers(headers, keep_alive, framing)
-
-    def on_response_data(self, data: bytes) -> None:
-        if self.request is not None:
-            self.request.on_response_data(data)
-
-    def on_response_complete(self) -> None:
+    def on_response_complete(self, data: bytes) -> None:
+        """The response ended (``data``: its last body bytes, maybe none)."""
         request = self.request
         if request is None:
             return
         self.request = None  # as _detach, inline: once per request
+        self.codec.decoder = None
         self.pool.resources.requests.count -= 1
         # Released (or closed) once the current read is fully parsed (data_received), so
         # bytes past the response's end are seen before the connection can carry another.
         self._release_pending = True
         if self._read_disabled:
             self.read_disable(False)
-        request.on_response_complete()
+        request.on_response_complete(data)

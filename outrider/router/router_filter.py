@@ -70,7 +70,9 @@ class RouterFilter:
     def should_select_another_host(self, host) -> bool:
         return False
 
-    host_selection_retry_max_attempts = 1
+    # Re-picks a balancer may make when should_select_another_host refuses a host: none until
+    # retry host predicates exist (Envoy's router has none either without a retry policy).
+    host_selection_retry_max_attempts = 0
 
     # -- decoder filter -------------------------------------------------------------------------
 
@@ -121,7 +123,7 @@ class RouterFilter:
             self._hash_key = hash_policy.compute(
                 headers, connection.remote_ip, self._add_cookie,
                 connection.remote_address + connection.local_address)
-        host = cluster.choose_host(self)
+        host = cluster.lb.choose_host(self)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
             stream.response_flags = "UH"

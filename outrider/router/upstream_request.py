@@ -81,7 +81,8 @@ class UpstreamRequest:
         self.client = client
         codec = client.codec
         buffered = self.buffer
-        codec.encode_headers(self.router.request_headers, self.request_done and not buffered)
+        codec.encode_headers(self.router.request_headers, self.request_done and not buffered,
+                             self)
         if buffered:
             self.buffer = []
             self.buffered_bytes = 0
@@ -94,7 +95,7 @@ class UpstreamRequest:
         self._finish()
         self.router.on_upstream_reset(reason, flag)
 
-    # -- from the upstream connection -----------------------------------------------------------
+    # -- the response (headers and data from the codec, the end from the connection) ----------
 
     def on_response_headers(self, headers, keep_alive: bool, framing: str) -> None:
         self.response_started = True
@@ -109,11 +110,12 @@ class UpstreamRequest:
     def on_response_data(self, data: bytes) -> None:
         self.router.on_upstream_data(data, False)
 
-    def on_response_complete(self) -> None:
+    def on_response_complete(self, data: bytes) -> None:
+        """The response ended; ``data`` is its last body bytes (maybe none)."""
         if self.response_done:
             return  # headers-only response, already finished
         self._finish()
-        self.router.on_upstream_data(b"", True)
+        self.router.on_upstream_data(data, True)
 
     def on_upstream_write_watermark(self, high: bool) -> None:
         """The upstream socket is backed up: stop reading the client (or resume)."""

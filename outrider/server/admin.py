@@ -11,7 +11,7 @@ import time
 from urllib.parse import parse_qs
 
 from outrider import __version__
-from outrider.codec.http1 import CodecError, ServerCodec, encode_response_head
+from outrider.codec.http1 import CodecError, ResponseEncoder, ServerCodec
 from outrider.http.headers import ResponseHeaders
 
 _HELP = {
@@ -112,7 +112,8 @@ class AdminConnection(asyncio.Protocol):
     def __init__(self, admin: AdminServer) -> None:
         self.admin = admin
         self.transport = None
-        self.codec = ServerCodec(self)
+        self.codec = ServerCodec(self, self)
+        self.encoder: ResponseEncoder | None = None
         self.request = None
         self.keep_alive = True
 
@@ -125,10 +126,15 @@ class AdminConnection(asyncio.Protocol):
         except CodecError as error:
             self._respond(error.status, "text/plain", error.body, close=True)
 
-    def on_message_begin(self, encoder) -> None:
-        pass  # the admin page answers whole requests, with its own simple encoding
+    def write(self, data: bytes) -> None:  # the codec's writer
+        self.transport.write(data)
 
-    def on_request_headers(self, headers, version, keep_alive, framing) -> None:
+    def new_stream(self, encoder: ResponseEncoder):
+        self.encoder = encoder
+        return self  # requests are answered one at a time, whole: this is their decoder
+
+    def on_request_headers(self, headers, version, keep_alive, framing, upgrade,
+                           expect_continue) -> None:
         self.request = headers
         self.keep_alive = keep_alive
 
@@ -147,6 +153,8 @@ class AdminConnection(asyncio.Protocol):
             ("content-type", content_type), ("content-length", str(len(payload))),
             ("cache-control", "no-cache, max-age=0"), ("x-content-type-options", "nosniff"),
         ])
-        self.transport.write(encode_response_head(headers, False, close) + payload)
+        encoder = self.encoder or ResponseEncoder(self)
+        close = encoder.encode_headers(headers, False, True, close)
+        encoder.encode_data(payload, True)
         if close:
             self.transport.close()

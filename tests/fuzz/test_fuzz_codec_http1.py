@@ -31,10 +31,12 @@ class Requests:
     def __init__(self) -> None:
         self.events: list[tuple] = []
 
-    def on_message_begin(self, encoder=None) -> None:
+    def new_stream(self, encoder=None) -> Requests:
         self.events.append(("begin",))
+        return self
 
-    def on_request_headers(self, headers, version, keep_alive, framing) -> None:
+    def on_request_headers(self, headers, version, keep_alive, framing, upgrade=None,
+                           expect_continue=False) -> None:
         self.events.append(("headers", headers.method, headers.path, headers.authority,
                             list(headers.items()), version, keep_alive, framing))
 
@@ -68,7 +70,9 @@ class Responses:
         else:
             self.events.append(("data", bytes(data)))
 
-    def on_response_complete(self) -> None:
+    def on_response_complete(self, data: bytes) -> None:
+        if data:
+            self.on_response_data(data)
         self.events.append(("complete",))
 
 
@@ -98,7 +102,7 @@ def client_events(exchanges: list[tuple[str, list[bytes]]]) -> list[tuple]:
             if refusal is not None:
                 recorder.events.append(("no reuse", refusal))
                 break
-            codec.encode_headers(RequestHeaders(method, "/", "example.com"), True)
+            codec.encode_headers(RequestHeaders(method, "/", "example.com"), True, recorder)
             for piece in pieces:
                 codec.feed(piece)
     except CodecError as error:

@@ -19,12 +19,18 @@ class RequestRecorder:
         self.events: list[tuple] = []
         self.headers: list = []
         self.begun = 0  # messages whose first byte arrived
+        self.upgrade: str | None = None
+        self.expect_continue = False
 
-    def on_message_begin(self, encoder) -> None:
+    def new_stream(self, encoder) -> RequestRecorder:
         self.begun += 1
+        return self  # the decoder of every request
 
-    def on_request_headers(self, headers, version, keep_alive, framing) -> None:
+    def on_request_headers(self, headers, version, keep_alive, framing, upgrade,
+                           expect_continue) -> None:
         self.headers.append(headers)
+        self.upgrade = upgrade  # of the last request
+        self.expect_continue = expect_continue
         self.events.append(("headers", headers.method, headers.path, headers.authority,
                             headers.scheme, list(headers.items()), version, keep_alive, framing))
 
@@ -52,7 +58,9 @@ class ResponseRecorder:
     def on_response_data(self, data: bytes) -> None:
         self.events.append(("data", bytes(data)))
 
-    def on_response_complete(self) -> None:
+    def on_response_complete(self, data: bytes) -> None:
+        if data:
+            self.on_response_data(data)
         self.events.append(("complete",))
 
 
@@ -84,7 +92,7 @@ def parse_requests(pieces, **codec_options) -> list[tuple]:
 
 def send_request(codec: ClientCodec, method: str = "GET") -> None:
     """Encode a body-less request on ``codec``: from now on it expects the response."""
-    codec.encode_headers(RequestHeaders(method, "/", "h"), True)
+    codec.encode_headers(RequestHeaders(method, "/", "h"), True, codec.connection)
 
 
 def parse_responses(pieces, head: bool = False) -> list[tuple]:

@@ -19,9 +19,8 @@ from outrider.codec.http1 import (
     LAST_CHUNK,
     ClientCodec,
     CodecError,
+    ResponseEncoder,
     encode_chunk,
-    encode_request_head,
-    encode_response_head,
     reason_phrase,
     status_line,
 )
@@ -249,7 +248,7 @@ def test_reuse_refusal(reads, refusal):
 def test_reuse_refused_until_the_request_body_is_all_sent():
     codec = ClientCodec(ResponseRecorder())
     codec.encode_headers(RequestHeaders("POST", "/", "h", items=[("content-length", "4")]),
-                         False)
+                         False, codec.connection)
     codec.encode_data(b"ab", False)
     codec.feed(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
     assert codec.reuse_refusal() == "request incomplete"
@@ -326,32 +325,32 @@ def test_connection_named_response_headers_are_dropped():
 
 # -- encoding the request -------------------------------------------------------------------------
 
-def test_encode_request_head_is_origin_form_with_host_first():
-    headers = RequestHeaders("POST", "/p?q=1", "example.com", "https",
-                             [("x-a", "1"), ("content-length", "3")])
-    assert encode_request_head(headers, chunked=False) == (
-        b"POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n")
-
-
-def test_encode_request_head_chunked_appends_transfer_encoding():
-    headers = RequestHeaders("PUT", "/", "h", items=[("x-a", "1")])
-    assert encode_request_head(headers, chunked=True) == (
-        b"PUT / HTTP/1.1\r\nhost: h\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n")
-
-
-def test_encode_request_head_keeps_latin_1_bytes():
-    headers = RequestHeaders("GET", "/", "h", items=[("x-a", "caf\xe9")])
-    assert encode_request_head(headers, chunked=False).endswith(b"x-a: caf\xe9\r\n\r\n")
-
-
 def sent_by(headers: RequestHeaders, end_stream: bool, *body: tuple[bytes, bool]) -> bytes:
     """What a ClientCodec writes for a request: its head, then each (data, end_stream)."""
     recorder = ResponseRecorder()
     codec = ClientCodec(recorder)
-    codec.encode_headers(headers, end_stream)
+    codec.encode_headers(headers, end_stream, recorder)
     for data, end in body:
         codec.encode_data(data, end)
     return recorder.sent
+
+
+def test_the_request_head_is_origin_form_with_host_first():
+    headers = RequestHeaders("POST", "/p?q=1", "example.com", "https",
+                             [("x-a", "1"), ("content-length", "3")])
+    assert sent_by(headers, False) == (
+        b"POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n")
+
+
+def test_a_chunked_request_head_ends_with_transfer_encoding():
+    headers = RequestHeaders("PUT", "/", "h", items=[("x-a", "1")])
+    assert sent_by(headers, False) == (
+        b"PUT / HTTP/1.1\r\nhost: h\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n")
+
+
+def test_the_request_head_keeps_latin_1_bytes():
+    headers = RequestHeaders("GET", "/", "h", items=[("x-a", "caf\xe9")])
+    assert sent_by(headers, True).endswith(b"x-a: caf\xe9\r\n\r\n")
 
 
 def test_a_request_that_ends_with_its_headers_has_no_body_framing():
@@ -429,17 +428,21 @@ def test_encode_chunk():
     (False, True, b"connection: close\r\n"),
     (True, True, b"transfer-encoding: chunked\r\nconnection: close\r\n"),
 ])
-def test_encode_response_head(chunked, close, tail):
+def test_the_response_head(chunked, close, tail):
     headers = ResponseHeaders(404, [("content-type", "text/plain"), ("x-a", "1")])
-    assert encode_response_head(headers, chunked, close) == (
+    written = ResponseRecorder()
+    # Chunked when no length frames a body still to come (HTTP/1.1).
+    assert ResponseEncoder(written).encode_headers(headers, False, not chunked, close) == close
+    assert written.sent == (
         b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nx-a: 1\r\n" + tail + b"\r\n")
 
 
-def test_encoded_response_round_trips_through_the_client_codec():
-    headers = ResponseHeaders(200, [("x-a", "1")])
-    data = encode_response_head(headers, chunked=True, close=False) + encode_chunk(b"abc") \
-        + LAST_CHUNK
-    assert parse_responses(data) == [
+def test_an_encoded_response_round_trips_through_the_client_codec():
+    written = ResponseRecorder()
+    encoder = ResponseEncoder(written)
+    encoder.encode_headers(ResponseHeaders(200, [("x-a", "1")]), False, False, False)
+    encoder.encode_data(b"abc", True)
+    assert parse_responses(written.sent) == [
         ("headers", 200, [("x-a", "1")], True, "chunked"), ("data", b"abc"), ("complete",)]
 
 

@@ -482,4 +482,20 @@ def test_repeated_upgrade_values_are_one_list():
     recorder = RequestRecorder()
     codec = ServerCodec(recorder)
     codec.feed(request("GET / HTTP/1.1\nHost: a\nUpgrade: h2c\nUpgrade: h2c\n"))
-    assert codec.upgrade == "h2c,h2c"  # not an h2c upgrade: refused as Envoy refuses it
+    assert recorder.upgrade == "h2c,h2c"  # not an h2c upgrade: refused as Envoy refuses it
+
+
+def test_nothing_more_is_delivered_once_the_request_is_abandoned():
+    """The connection closes inside a callback (a local reply with close): the rest of the read
+    is still parsed, but no event of that request reaches its stream."""
+
+    class ClosesAtHeaders(RequestRecorder):
+        def on_request_headers(self, *args) -> None:
+            super().on_request_headers(*args)
+            codec.abandon()
+
+    recorder = ClosesAtHeaders()
+    codec = ServerCodec(recorder)
+    codec.feed(request("POST / HTTP/1.1\nHost: a\nContent-Length: 3\n") + b"abc")
+    assert [event[0] for event in recorder.events] == ["headers"]
+    assert codec.decoder is None

@@ -8,7 +8,7 @@ import pytest
 from pool_helpers import OK_CLOSE, OK_EMPTY, PoolFixture
 
 HI = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
-HI_EVENTS = [("headers", 200, False), ("data", b"hi", False), ("data", b"", True)]
+HI_EVENTS = [("headers", 200, False), ("data", b"hi", True)]
 OVERFLOW = ("reset", "overflow", "UO", 503)
 
 
