@@ -122,6 +122,17 @@ def status_line(status: int) -> bytes:
     return line
 
 
+# An accepted HTTP/1.0 request is answered in HTTP/1.0, as Envoy does with accept_http_10.
+_STATUS_LINES_10 = {status: b"HTTP/1.0" + line[8:] for status, line in _STATUS_LINES.items()}
+
+
+def status_line_10(status: int) -> bytes:
+    line = _STATUS_LINES_10.get(status)
+    if line is None:
+        line = f"HTTP/1.0 {status} {reason_phrase(status)}\r\n".encode("latin-1")
+    return line
+
+
 _HEADERS_TOO_LARGE = ("Request Header Fields Too Large", "http1.headers_too_large")
 
 
@@ -174,12 +185,17 @@ class ServerCodec(_Http1Parser):
     __slots__ = (
         "callbacks", "writer", "decoder", "_url", "_headers", "_max_headers_count",
         "_allow_absolute_url", "_encoder", "_progress", "_upgrade", "_expect_continue",
+        "_accept_http_10",
     )
 
     def __init__(self, callbacks, writer=None, max_request_headers_kb: int = 60,
-                 max_headers_count: int = 100, allow_absolute_url: bool = True):
+                 max_headers_count: int = 100, allow_absolute_url: bool = True,
+                 accept_http_10: bool = False):
         self.callbacks = callbacks
         self.writer = writer
+        # Whether HTTP/1.0 requests are served (else the connection manager answers 426): an
+        # accepted one is answered in HTTP/1.0.
+        self._accept_http_10 = accept_http_10
         # The decoder of the request being read: from its first byte to its end, or until
         # ``abandon``. Nothing is delivered while it is None.
         self.decoder = None
@@ -350,7 +366,11 @@ class ServerCodec(_Http1Parser):
         if authority is None:
             if version == "1.1":
                 self._fail(CodecError(400, "", "http1.missing_host"))
-            authority = ""
+            authority = ""  # HTTP/1.0: default_host_for_http_10, or a 400 (connection manager)
+        elif not authority:
+            # Deliberately stricter than Envoy, which forwards "host: " (nginx answers 400 too):
+            # an empty Host names no virtual host and no origin.
+            self._fail(CodecError(400, "", "http1.empty_host"))
         elif not _valid_authority(authority):
             self._fail(_bad_request("http1.invalid_host"))
         framing = parsed_request_framing(content_length, chunked)
@@ -362,6 +382,8 @@ class ServerCodec(_Http1Parser):
         encoder = self._encoder
         encoder.request_method = method
         encoder.version = version
+        if version == "1.0" and self._accept_http_10:
+            encoder.http10 = True
         decoder = self.decoder
         if decoder is not None:
             decoder.on_request_headers(RequestHeaders(method, url, authority, scheme, items),
@@ -400,7 +422,7 @@ class ResponseEncoder:
     (asked for by ``close``, or forced because the body ends with the connection).
     """
 
-    __slots__ = ("connection", "request_method", "version", "chunked", "body_allowed")
+    __slots__ = ("connection", "request_method", "version", "chunked", "body_allowed", "http10")
 
     def __init__(self, connection) -> None:
         self.connection = connection
@@ -408,6 +430,9 @@ class ResponseEncoder:
         self.version = "1.1"
         self.chunked = False
         self.body_allowed = True
+        # Answering an accepted HTTP/1.0 request: an HTTP/1.0 status line, and keep-alive only
+        # for a response with a content-length, said so explicitly (Envoy's HCM and codec).
+        self.http10 = False
 
     def encode_100_continue(self) -> None:
         self.connection.write(CONTINUE_100)
@@ -427,10 +452,22 @@ class ResponseEncoder:
         parts = [f"{name}: {value}\r\n" for name, value in headers.items()]
         if self.chunked:
             parts.append("transfer-encoding: chunked\r\n")
+        if self.http10:
+            return self._encode_http10_head(headers.status, parts, has_length, close)
         if close:
             parts.append("connection: close\r\n")
         parts.append("\r\n")
         self.connection.write(status_line(headers.status) + "".join(parts).encode("latin-1"))
+        return close
+
+    def _encode_http10_head(self, status: int, parts: list[str], has_length: bool,
+                            close: bool) -> bool:
+        # An HTTP/1.0 client cannot be sent chunks, so an answer without a content-length ends
+        # with the connection; otherwise a keep-alive request is told it stays open (Envoy).
+        close = close or not has_length
+        parts.append("connection: close\r\n" if close else "connection: keep-alive\r\n")
+        parts.append("\r\n")
+        self.connection.write(status_line_10(status) + "".join(parts).encode("latin-1"))
         return close
 
     def encode_data(self, data: bytes, end_stream: bool) -> None:

@@ -143,8 +143,12 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     "envoy.config.core.v3.Address": fields("socket_address"),
     _SOCKET: {**fields("address", "port_value", "ipv4_compat"), "protocol": only("TCP")},
     # -- listeners ------------------------------------------------------------------------------
-    "envoy.config.listener.v3.Listener": fields(
-        "name", "address", "filter_chains", "per_connection_buffer_limit_bytes", "stat_prefix"),
+    "envoy.config.listener.v3.Listener": {
+        **fields("name", "address", "filter_chains", "per_connection_buffer_limit_bytes",
+                 "stat_prefix"),
+        "traffic_direction": inert("only names tracing spans ingress or egress, and Outrider "
+                                   "does not trace yet"),
+    },
     "envoy.config.listener.v3.FilterChain": {
         **fields("filters"),
         "name": inert("a label for filter-chain discovery and matchers, unused with one chain"),
@@ -157,13 +161,15 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
             "server_header_transformation", "generate_request_id", "use_remote_address",
             "xff_num_trusted_hops", "skip_xff_append", "request_timeout",
             "request_headers_timeout", "stream_idle_timeout", "max_request_headers_kb",
-            "normalize_path", "merge_slashes",
+            "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
             "preserve_external_request_id", "always_set_request_id_in_response"),
         "drain_timeout": inert("the HTTP/2 GOAWAY interval; HTTP/1 connections drain with "
                                "connection: close"),
         "delayed_close_timeout": ignored("Outrider closes a connection as soon as its last "
                                          "response is flushed"),
         "codec_type": only("AUTO", "HTTP1"),
+        "tracing": ignored("Outrider does not trace yet: no spans are reported, and the "
+                           "route decorator's x-envoy-decorator-operation header is not set"),
         "common_http_protocol_options": via("downstream CommonHttpProtocolOptions"),
         "http_protocol_options": via("downstream Http1ProtocolOptions"),
     },
@@ -181,12 +187,15 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     # -- routes ---------------------------------------------------------------------------------
     _ROUTE + "RouteConfiguration": {
         **fields("name", "virtual_hosts", "most_specific_header_mutations_wins",
-                 "validate_clusters"),
+                 "validate_clusters", "internal_only_headers",
+                 "max_direct_response_body_size_bytes"),
         **HEADER_MUTATIONS,
     },
     _ROUTE + "VirtualHost": {**fields("name", "domains", "routes"), **HEADER_MUTATIONS},
     _ROUTE + "Route": {
         **fields("name", "match", "route", "redirect", "direct_response"), **HEADER_MUTATIONS,
+        "decorator": inert("names the route's tracing span; it acts only with HCM tracing, "
+                           "which Outrider accepts with a warning and does not perform yet"),
     },
     _ROUTE + "RouteMatch": fields(
         "prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
@@ -208,12 +217,15 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     _ROUTE + "RouteAction": fields(
         "cluster", "weighted_clusters", "cluster_header", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout", "idle_timeout",
-        "hash_policy"),
+        "hash_policy", "host_rewrite_header", "host_rewrite_path_regex", "auto_host_rewrite",
+        "append_x_forwarded_host"),
     _ROUTE + "WeightedCluster": {
         "clusters": OK,
         "total_weight": inert("deprecated; Envoy 1.40 uses the sum of the weights as well"),
     },
-    _ROUTE + "WeightedCluster.ClusterWeight": fields("name", "weight"),
+    _ROUTE + "WeightedCluster.ClusterWeight": {
+        **fields("name", "weight", "host_rewrite_literal"), **HEADER_MUTATIONS,
+    },
     _ROUTE + "RouteAction.HashPolicy": fields(
         "header", "cookie", "connection_properties", "query_parameter", "terminal"),
     _ROUTE + "RouteAction.HashPolicy.Header": fields("header_name"),
@@ -236,7 +248,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
             "max_requests_per_connection", "common_lb_config", "least_request_lb_config",
             "round_robin_lb_config", "ring_hash_lb_config", "maglev_lb_config",
             "load_balancing_policy"),
-        "type": only("STATIC", "STRICT_DNS"),
+        "type": only("STATIC", "STRICT_DNS", "LOGICAL_DNS"),
         "respect_dns_ttl": ignored("the system resolver reports no TTL; dns_refresh_rate "
                                    "is used"),
         "lb_policy": only("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV",

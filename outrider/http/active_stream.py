@@ -22,7 +22,7 @@ from outrider.http import local_reply
 from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.header_rules import mutate_request_headers, mutate_response_headers
 from outrider.http.headers import RequestHeaders, ResponseHeaders
-from outrider.http.path import merge_slashes, normalize_path
+from outrider.http.path import merge_slashes, normalize_path, unescape_slashes
 
 if TYPE_CHECKING:
     from outrider.http.conn_manager import ConnectionManager
@@ -153,11 +153,16 @@ class ActiveStream:
                     self.send_local_reply(426, "Upgrade Required", "http1.0_disallowed", close=True)
                     return
                 if not headers.authority:
+                    if not config.default_host_for_http_10:
+                        self.response_flags = "DPE"  # Envoy: missing_host_header
+                        self.send_local_reply(400, "", "missing_host_header", close=True)
+                        return
                     headers.authority = config.default_host_for_http_10
             if config.normalizes_requests and not self._normalize_request(headers, config):
                 return
             if self.expect_continue and self.version == "1.1" and not self.request_complete:
                 self.encoder.encode_100_continue()  # Envoy answers 100 Continue itself
+                cm.stats.downstream_rq_1xx.value += 1  # and counts it, as well as the final status
             upgrade = self.upgrade  # the header rules strip the header as hop-by-hop
             self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
             self.route = config.route_table.route(headers)
@@ -241,20 +246,41 @@ class ActiveStream:
                 self.send_local_reply(400, "Bad Request", "unexpected_underscore", close=True)
                 return False
             headers.remove_if(lambda name: "_" in name)
+        # Envoy's order (ConnectionManagerUtility::maybeNormalizePath): escaped slashes, then
+        # normalize_path, then merge_slashes; a redirect is sent once the path is final.
+        redirect = False
+        action = config.escaped_slashes_action
+        if action != "KEEP_UNCHANGED":
+            unescaped = unescape_slashes(headers.path)
+            if unescaped is not None:
+                if action == "REJECT_REQUEST":
+                    self._reject_path()
+                    return False
+                headers.path = unescaped
+                redirect = action == "UNESCAPE_AND_REDIRECT"
         if config.normalize_path or config.merge_slashes:
             path, sep, query = headers.path.partition("?")
             if config.normalize_path:
                 normalized = normalize_path(path)
                 if normalized is None:
-                    self.response_flags = "DPE"
-                    self.send_local_reply(400, "Bad Request", "path_normalization_failed",
-                                          close=True)
+                    self._reject_path()
                     return False
                 path = normalized
             if config.merge_slashes:
                 path = merge_slashes(path)
             headers.path = path + sep + query
+        if redirect:
+            # The client asks again for the unescaped path, so every party sees the same one.
+            self.cm.stats.downstream_rq_redirected_with_normalized_path.inc()
+            self.send_local_reply(307, "", "path_normalization_failed",
+                                  extra_headers=(("location", headers.path),))
+            return False
         return True
+
+    def _reject_path(self) -> None:
+        self.cm.stats.downstream_rq_failed_path_normalization.inc()
+        self.response_flags = "DPE"
+        self.send_local_reply(400, "", "path_normalization_failed", close=True)
 
     def on_request_data(self, data: bytes) -> None:
         self._last_activity = self.cm.loop.time()

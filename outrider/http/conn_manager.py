@@ -42,6 +42,7 @@ class HttpStats(StatsStruct):
         "downstream_rq_2xx", "downstream_rq_3xx", "downstream_rq_4xx", "downstream_rq_5xx",
         "downstream_rq_timeout", "downstream_rq_idle_timeout", "downstream_rq_header_timeout",
         "no_route", "no_cluster", "rq_redirect", "rq_direct_response",
+        "downstream_rq_failed_path_normalization", "downstream_rq_redirected_with_normalized_path",
         # Outrider's own: requests answered 500 (or reset) because the proxy's code raised.
         "downstream_rq_internal_error",
     )
@@ -72,7 +73,8 @@ class ConnectionManager:
         self.stats = stats
         # per connection
         self.codec = ServerCodec(self, connection, config.max_request_headers_kb,
-                                 config.max_headers_count, config.allow_absolute_url)
+                                 config.max_headers_count, config.allow_absolute_url,
+                                 config.accept_http_10)
         self.streams: deque[ActiveStream] = deque()  # head is the one being answered
         self.closed = False
         self.draining = False  # answers get connection: close (set by drain, a later release)

@@ -26,6 +26,9 @@ class ConnectionManagerConfig:
     default_host_for_http_10: str = ""
     normalize_path: bool = False
     merge_slashes: bool = False
+    # path_with_escaped_slashes_action: KEEP_UNCHANGED (the default), REJECT_REQUEST,
+    # UNESCAPE_AND_REDIRECT or UNESCAPE_AND_FORWARD.
+    escaped_slashes_action: str = "KEEP_UNCHANGED"
     max_request_headers_kb: int = 60
     max_headers_count: int = 100
     reject_headers_with_underscores: bool = False
@@ -43,7 +46,8 @@ class ConnectionManagerConfig:
     def __post_init__(self) -> None:
         self.normalizes_requests = bool(
             self.reject_headers_with_underscores or self.drop_headers_with_underscores
-            or self.normalize_path or self.merge_slashes)
+            or self.normalize_path or self.merge_slashes
+            or self.escaped_slashes_action != "KEEP_UNCHANGED")
 
     @classmethod
     def from_proto(cls, hcm: hcm_pb2.HttpConnectionManager) -> ConnectionManagerConfig:
@@ -67,6 +71,10 @@ class ConnectionManagerConfig:
             hcm.generate_request_id.value if hcm.HasField("generate_request_id") else True
         )
         route_table = RouteTable.from_proto(hcm.route_config)
+        escaped_slashes = _HCM.PathWithEscapedSlashesAction.Name(
+            hcm.path_with_escaped_slashes_action)
+        if escaped_slashes == "IMPLEMENTATION_SPECIFIC_DEFAULT":
+            escaped_slashes = "KEEP_UNCHANGED"  # Envoy's default without a runtime override
         return cls(
             stat_prefix=hcm.stat_prefix,
             route_table=route_table,
@@ -78,6 +86,7 @@ class ConnectionManagerConfig:
                 preserve_external_request_id=hcm.preserve_external_request_id,
                 server_name=hcm.server_name or "outrider",
                 server_header_transformation=server_transform,
+                internal_only_headers=frozenset(route_table.internal_only_headers),
             ),
             suppress_envoy_headers=suppress,
             accept_http_10=h1.accept_http_10,
@@ -85,6 +94,7 @@ class ConnectionManagerConfig:
             default_host_for_http_10=h1.default_host_for_http_10,
             normalize_path=hcm.normalize_path.value,
             merge_slashes=hcm.merge_slashes,
+            escaped_slashes_action=escaped_slashes,
             max_request_headers_kb=uint_value(hcm, "max_request_headers_kb", 60),
             max_headers_count=uint_value(common, "max_headers_count", 100),
             reject_headers_with_underscores=underscores == actions.REJECT_REQUEST,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from outrider.codec.http1 import HOP_BY_HOP
 from outrider.http.headers import RequestHeaders, ResponseHeaders
@@ -38,6 +38,16 @@ class HeaderRulesConfig:
     server_name: str = "outrider"
     # OVERWRITE (Envoy's default), APPEND_IF_ABSENT or PASS_THROUGH.
     server_header_transformation: str = "OVERWRITE"
+    # The route configuration's internal_only_headers (lowercase): stripped from external
+    # requests along with Envoy's own control headers.
+    internal_only_headers: frozenset[str] = frozenset()
+    # What an external request loses (decided here, once): without and with use_remote_address.
+    external_strip: frozenset[str] = field(init=False, repr=False)
+    edge_strip: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "external_strip", _EXTERNAL_STRIP | self.internal_only_headers)
+        object.__setattr__(self, "edge_strip", _EXTERNAL_STRIP_EDGE | self.internal_only_headers)
 
 
 # Request ids need uniqueness, not secrecy (Envoy uses its ordinary random generator too).
@@ -76,11 +86,15 @@ def mutate_request_headers(
     """Apply the downstream-request rules in place; return whether the request is internal."""
     # One pass finds everything the rules look at (this runs for every request).
     xff = xfp = request_id = None
-    has_hop_by_hop = has_envoy = False
+    has_hop_by_hop = has_envoy = xff_repeated = False
     for name, value in headers.items():
         if name[0] == "x":
             if name == "x-forwarded-for":
-                xff = value if xff is None else f"{xff},{value}"  # repeated: one list
+                if xff is None:
+                    xff = value
+                else:  # repeated: one list, as Envoy's header map joins them
+                    xff = f"{xff},{value}"
+                    xff_repeated = True
             elif name == "x-request-id":
                 request_id = value
             elif name == "x-forwarded-proto":
@@ -103,20 +117,24 @@ def mutate_request_headers(
         internal = is_internal_address(client_ip)
         if not config.skip_xff_append:
             headers.set("x-forwarded-for", f"{xff},{remote_ip}" if xff else remote_ip)
+        elif xff_repeated:
+            headers.set("x-forwarded-for", xff)
         # A trusted proxy's x-forwarded-proto stands; an untrusted client's is replaced.
         if not trusted_hops or xfp is None:
             headers.set("x-forwarded-proto", headers.scheme)
     else:
         internal = False
+        if xff_repeated:
+            headers.set("x-forwarded-for", xff)
         if xfp is None:
             headers.add("x-forwarded-proto", headers.scheme)
     if not internal:
         # Envoy's control headers are honoured only from trusted (internal) peers; other
         # x-envoy-* headers pass through, as in Envoy.
-        if has_envoy:
+        if has_envoy or config.internal_only_headers:
             edge = config.use_remote_address
-            headers.remove_if(_EXTERNAL_STRIP_EDGE.__contains__ if edge
-                              else _EXTERNAL_STRIP.__contains__)
+            headers.remove_if(config.edge_strip.__contains__ if edge
+                              else config.external_strip.__contains__)
         if config.use_remote_address:
             headers.set("x-envoy-external-address", client_ip)
     else:
@@ -129,19 +147,22 @@ def mutate_request_headers(
     return internal
 
 
-# The control headers Envoy removes from external requests (ConnectionManagerUtility), plus
-# the retry headers its router consumes; an edge request also loses the caller identity ones.
+# The control headers Envoy 1.40 removes from external requests (ConnectionManagerUtility's
+# cleanInternalHeaders, checked header by header against the binary); an edge request
+# (use_remote_address) also loses the caller identity and original-request ones. Other
+# x-envoy-* headers (x-envoy-attempt-count, ...) pass, as in Envoy; x-envoy-external-address
+# passes too unless the edge replaces it.
 _EXTERNAL_STRIP = frozenset((
     "x-envoy-internal", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
     "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response",
     "x-envoy-expected-rq-timeout-ms", "x-envoy-force-trace", "x-envoy-hedge-on-per-try-timeout",
-    "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
-    "x-envoy-external-address",
+    "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names", "x-envoy-ip-tags",
+    "x-envoy-original-url", "x-envoy-upstream-stream-duration-ms",
 ))
 _EXTERNAL_STRIP_EDGE = _EXTERNAL_STRIP | {
     "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
-    "x-envoy-downstream-service-node",
+    "x-envoy-downstream-service-node", "x-envoy-original-path", "x-envoy-original-host",
 }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["merge_slashes", "normalize_path", "path_without_query"]
+__all__ = ["merge_slashes", "normalize_path", "path_without_query", "unescape_slashes"]
 
 # Chromium's kPathCharLookup classes.
 _PASS = 0
@@ -215,3 +215,20 @@ def merge_slashes(path: str) -> str:
     suffix = "/" if just_path.endswith("/") else ""
     middle = "/".join(seg for seg in just_path.split("/") if seg)
     return prefix + middle + suffix + query
+
+
+_ESCAPED_SLASH = re.compile(r"%(?:2[fF]|5[cC])")
+
+
+def unescape_slashes(path: str) -> str | None:
+    """``path_with_escaped_slashes_action``'s unescaping (Envoy's PathUtil::unescapeSlashes):
+    ``%2F``/``%2f`` become ``/`` and ``%5C``/``%5c`` become ``\\`` in the path part; the query
+    is kept byte for byte. None when the path part has no escaped slash (nothing to act on).
+    """
+    just_path, query = _split_query(path)
+    if "%" not in just_path:
+        return None
+    unescaped = _ESCAPED_SLASH.sub(lambda m: "/" if m.group()[1] == "2" else "\\", just_path)
+    if unescaped == just_path:
+        return None
+    return unescaped + query

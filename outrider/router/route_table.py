@@ -199,13 +199,15 @@ class RouteEntry:
     # --- request/response finalization --------------------------------------------------------
 
     def rewrite_request(self, headers: Any, *, weighted_cluster: WeightedCluster | None = None,
-                        insert_envoy_headers: bool = True) -> None:
+                        insert_envoy_headers: bool = True, host: Any = None) -> None:
         """Apply host and path rewrites to a request on a ``route`` entry (no-op otherwise).
 
         Call after ``finalize_request_headers`` (Envoy's order). Host: the weighted cluster's
         ``host_rewrite_literal``, then the route's ``host_rewrite_literal`` / ``_header`` /
-        ``_path_regex`` (which wins); a route-level rewrite appends to ``x-forwarded-host``
-        with ``append_x_forwarded_host`` and keeps the old value in ``x-envoy-original-host``.
+        ``_path_regex`` / ``auto_host_rewrite`` (the chosen ``host``'s hostname, when it has
+        one), which wins; a route-level rewrite keeps the old value in
+        ``x-envoy-original-host`` and, with ``append_x_forwarded_host``, appends it to
+        ``x-forwarded-host``. An empty new host rewrites nothing.
         Path: ``prefix_rewrite`` replaces the matched prefix (the whole path for ``path`` and
         ``safe_regex`` routes), ``regex_rewrite`` substitutes every match in the path; the query
         is kept and the old ``:path`` goes to ``x-envoy-original-path``. ``insert_envoy_headers``
@@ -223,6 +225,8 @@ class RouteEntry:
         elif self._host_rewrite_regex is not None:
             pattern, template = self._host_rewrite_regex
             hostname = pattern.sub(template, path_without_query(headers.path))
+        elif self.auto_host_rewrite and host is not None:
+            hostname = host.hostname
         if hostname:
             self._update_authority(headers, hostname, insert_envoy_headers)
         new_path = self._rewritten_path(headers.path, self.prefix_rewrite, self._regex_rewrite)
@@ -232,15 +236,16 @@ class RouteEntry:
             headers.path = new_path
 
     def _update_authority(self, headers: Any, hostname: str, keep_old: bool) -> None:
+        # Envoy's Utility::updateAuthority: x-envoy-original-host first, then x-forwarded-host.
         old = headers.authority
+        if old and keep_old:
+            headers.set("x-envoy-original-host", old)
         if old and self.append_x_forwarded_host:
             xfh = headers.get("x-forwarded-host")
             if not xfh:
                 headers.set("x-forwarded-host", old)
             elif xfh.rsplit(",", 1)[-1].strip() != old:  # idempotent, as Envoy
                 headers.set("x-forwarded-host", f"{xfh},{old}")
-        if old and keep_old:
-            headers.set("x-envoy-original-host", old)
         headers.authority = hostname
 
     def _rewritten_path(self, path: str, prefix: str,
@@ -461,12 +466,6 @@ def _compile_route(proto: Any, vhost: VirtualHost, table: RouteTable, where: str
         response_levels.reverse()
     entry._request_mutations = tuple(m for m in request_levels if m is not None)
     entry._response_mutations = tuple(m for m in response_levels if m is not None)
-    # Flags the router checks per request, so a route without mutations costs no call.
-    weighted = entry.weighted_clusters or ()
-    entry.mutates_request = bool(entry._request_mutations) or any(
-        w.request_mutation is not None for w in weighted)
-    entry.mutates_response = bool(entry._response_mutations) or any(
-        w.response_mutation is not None for w in weighted)
 
     entry.typed_per_filter_config = {**vhost.typed_per_filter_config,
                                      **dict(proto.typed_per_filter_config)}
@@ -490,6 +489,13 @@ def _compile_route(proto: Any, vhost: VirtualHost, table: RouteTable, where: str
         entry.direct_body = _direct_body(proto.direct_response, table.max_direct_response_body,
                                          where)
         entry.adds_location = status == 201 or 300 <= status < 400
+    # Flags the router checks per request, so a route without mutations costs no call (set
+    # once the action is compiled: a weighted cluster may carry the only mutations).
+    weighted = entry.weighted_clusters or ()
+    entry.mutates_request = bool(entry._request_mutations) or any(
+        w.request_mutation is not None for w in weighted)
+    entry.mutates_response = bool(entry._response_mutations) or any(
+        w.response_mutation is not None for w in weighted)
     return entry
 
 
@@ -547,7 +553,7 @@ def _compile_route_action(entry: RouteEntry, action: Any, vhost: VirtualHost, ta
     entry.append_x_forwarded_host = action.append_x_forwarded_host
     entry.rewrites_request = bool(
         entry.prefix_rewrite or entry._regex_rewrite or entry.host_rewrite_literal
-        or entry.host_rewrite_header or entry._host_rewrite_regex
+        or entry.host_rewrite_header or entry._host_rewrite_regex or entry.auto_host_rewrite
         or any(w.host_rewrite_literal for w in entry.weighted_clusters or ()))
 
     entry.hash_policy = list(action.hash_policy)

@@ -136,7 +136,8 @@ class RouterFilter:
             route.finalize_request_headers(headers, self, self.weighted_cluster)
         if route.rewrites_request:
             route.rewrite_request(headers, weighted_cluster=self.weighted_cluster,
-                                  insert_envoy_headers=not config.suppress_envoy_headers)
+                                  insert_envoy_headers=not config.suppress_envoy_headers,
+                                  host=host)
         timeout = route.timeout
         if timeout and not config.suppress_envoy_headers:
             value = route.timeout_ms_header

@@ -67,7 +67,7 @@ class UpstreamSettings:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A configured endpoint: an address, or a DNS name for STRICT_DNS."""
+    """A configured endpoint: an address, or a DNS name for STRICT_DNS and LOGICAL_DNS."""
 
     address: str
     port: int
@@ -76,12 +76,13 @@ class Endpoint:
     locality: tuple[str, str, str]
     locality_weight: int
     healthy: bool = True  # from the endpoint's health_status (EDS-style static health)
+    hostname: str = ""  # the endpoint's own ``hostname`` field
 
 
 @dataclass
 class ClusterSettings:
     name: str
-    type: str  # "STATIC" or "STRICT_DNS"
+    type: str  # "STATIC", "STRICT_DNS" or "LOGICAL_DNS"
     endpoints: list[Endpoint]
     upstream: UpstreamSettings
     dns_refresh_rate: float
@@ -117,10 +118,16 @@ class ClusterSettings:
                     locality=(loc.region, loc.zone, loc.sub_zone),
                     locality_weight=uint_value(locality_endpoints, "load_balancing_weight", 0),
                     healthy=lb_endpoint.health_status not in _UNHEALTHY_STATUSES,
+                    hostname=lb_endpoint.endpoint.hostname,
                 ))
+        kind = cluster_pb2.Cluster.DiscoveryType.Name(cluster.type)
+        if kind == "LOGICAL_DNS" and (len(cluster.load_assignment.endpoints) != 1
+                                      or len(endpoints) != 1):
+            raise ValueError(f"cluster {cluster.name!r}: LOGICAL_DNS clusters must have a "
+                             "single locality_lb_endpoint and a single lb_endpoint")
         return cls(
             name=cluster.name,
-            type=cluster_pb2.Cluster.DiscoveryType.Name(cluster.type),
+            type=kind,
             endpoints=endpoints,
             upstream=upstream,
             dns_refresh_rate=seconds(cluster, "dns_refresh_rate", 5.0) or 5.0,
@@ -129,10 +136,13 @@ class ClusterSettings:
         )
 
 
-def host_for(endpoint: Endpoint, address: str) -> Host:
-    """A Host for a configured endpoint at ``address`` (the endpoint's own, or a resolved one)."""
+def host_for(endpoint: Endpoint, address: str, resolved: bool = False) -> Host:
+    """A Host for a configured endpoint at ``address`` (the endpoint's own, or one ``resolved``
+    from its DNS name). Its hostname (``auto_host_rewrite``, hashing by hostname) is, as in
+    Envoy, the endpoint's ``hostname`` field, else for a resolved endpoint the DNS name."""
+    hostname = endpoint.hostname or (endpoint.address if resolved else "")
     host = Host(address, endpoint.port, endpoint.weight, endpoint.priority, endpoint.locality,
-                endpoint.locality_weight, hostname=endpoint.address)
+                endpoint.locality_weight, hostname=hostname)
     host.healthy = endpoint.healthy
     return host
 
@@ -180,6 +190,26 @@ class Cluster:
         self.priority_set.update(merged)
         self.stats.membership_total.set(len(merged))
         self.stats.membership_healthy.set(sum(1 for h in merged if h.healthy))
+
+    def set_logical_address(self, endpoint: Endpoint, address: str) -> None:
+        """LOGICAL_DNS: the cluster's one host takes the newly resolved ``address``.
+
+        As Envoy's logical host, it stays the same host with the same pool: connections made
+        from now on go to the new address, those already open to the old one serve on until
+        they close (nothing drains on a DNS change).
+        """
+        hosts = self.priority_set.all_hosts
+        if not hosts:
+            self.set_hosts([host_for(endpoint, address, resolved=True)], initial=True)
+            return
+        host = hosts[0]
+        if host.address == address:
+            return
+        pool = self.pools.pop((host.address, host.port), None)
+        host.address = address
+        host.address_string = f"{address}:{host.port}"
+        if pool is not None:
+            self.pools[(address, host.port)] = pool
 
     def choose_host(self, context) -> Host | None:
         return self.lb.choose_host(context)

@@ -1,7 +1,9 @@
-"""The cluster manager: every cluster by name, and STRICT_DNS re-resolution.
+"""The cluster manager: every cluster by name, and DNS re-resolution.
 
-STRICT_DNS resolves each endpoint's name every ``dns_refresh_rate`` and makes every returned
-address a host (Envoy's strict DNS). A failed resolution keeps the last good membership.
+Every ``dns_refresh_rate``, STRICT_DNS resolves each endpoint's name and makes every returned
+address a host (Envoy's strict DNS); LOGICAL_DNS resolves its one endpoint and gives the first
+address of the answer to its one host, whose new connections then go there (Envoy's logical
+DNS). A failed resolution keeps the last good membership or address.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from outrider.upstream.cluster import Cluster, ClusterSettings, host_for
 from outrider.upstream.host import Host
 
 log = logging.getLogger("outrider.upstream")
+_DNS_TYPES = ("STRICT_DNS", "LOGICAL_DNS")
 
 
 class ClusterManager:
@@ -33,7 +36,7 @@ class ClusterManager:
 
     async def start(self) -> None:
         """Resolve DNS clusters once (Envoy's cluster warming), then keep refreshing them."""
-        dns = [c for c in self.clusters.values() if c.settings.type == "STRICT_DNS"]
+        dns = [c for c in self.clusters.values() if c.settings.type in _DNS_TYPES]
         await asyncio.gather(*(self._resolve(c) for c in dns))
         self._dns_tasks = [self.loop.create_task(self._refresh_loop(c)) for c in dns]
 
@@ -53,16 +56,45 @@ class ClusterManager:
         hosts: list[Host] = []
         family = cluster.settings.dns_lookup_family
         first_run = not cluster.priority_set.all_hosts
+        logical = cluster.settings.type == "LOGICAL_DNS"
+        logical_address = None
         try:
             for e in cluster.settings.endpoints:
                 infos = await self.loop.getaddrinfo(e.address, e.port, type=socket.SOCK_STREAM)
-                hosts.extend(host_for(e, address) for address in select_addresses(infos, family))
+                if logical:
+                    logical_address = first_address(infos, family)
+                    if logical_address is None:
+                        raise OSError(f"no {family} address for {e.address}")
+                else:
+                    hosts.extend(host_for(e, address, resolved=True)
+                                 for address in select_addresses(infos, family))
         except OSError as exc:
             cluster.stats.update_failure.inc()
             log.warning("cluster %s: DNS resolution failed: %s", cluster.name, exc)
             return
         cluster.stats.update_success.inc()
-        cluster.set_hosts(hosts, initial=first_run)
+        if logical:
+            cluster.set_logical_address(cluster.settings.endpoints[0], logical_address)
+        else:
+            cluster.set_hosts(hosts, initial=first_run)
+
+
+def first_address(infos: list, family: str) -> str | None:
+    """The address a LOGICAL_DNS cluster uses: the first of the answer, in the answer's order,
+    of the family ``dns_lookup_family`` keeps (see ``select_addresses``); None if none."""
+    v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
+    v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
+    if family == "V4_ONLY":
+        order = v4
+    elif family == "V6_ONLY":
+        order = v6
+    elif family == "AUTO":
+        order = v6 or v4
+    elif family == "V4_PREFERRED":
+        order = v4 or v6
+    else:
+        order = [i[4][0] for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6)]
+    return order[0] if order else None
 
 
 def select_addresses(infos: list, family: str) -> list[str]:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.support.client import RawClient, build
+from tests.support.hostile import HostileUpstream, Seen, answer
 from tests.support.origin import Origin
-from tests.support.proxy import ProxyProcess, envoy_binary, free_port
+from tests.support.proxy import ProxyProcess, bootstrap, cluster, envoy_binary, free_port
 from tests.support.scenarios import routing_config
 
 if envoy_binary() is None:
@@ -241,16 +242,223 @@ def differences(mine: dict, theirs: dict, where: str = "") -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_same_answer_as_envoy(observations, case):
-    ours, envoy = observations[case, "outrider"], observations[case, "envoy"]
+# The HTTP version of each status line (an HTTP/1.0 request is answered in HTTP/1.0).
+STATUS_LINE = re.compile(rb"(?:^|\n)(HTTP/1\.[01]) \d{3} ")
+
+
+def assert_same(ours: Observation, envoy: Observation) -> None:
     assert envoy.responses, f"envoy gave no response: {envoy.raw[:200]!r}"
     statuses = [r.status for r in ours.responses], [r.status for r in envoy.responses]
     assert statuses[0] == statuses[1], f"statuses: outrider {statuses[0]} != envoy {statuses[1]}"
     problems = []
     for index, (mine, theirs) in enumerate(zip(ours.responses, envoy.responses, strict=True)):
         problems += differences(describe(mine), describe(theirs), f"response[{index}].")
+    versions = STATUS_LINE.findall(ours.raw)[:1], STATUS_LINE.findall(envoy.raw)[:1]
+    if versions[0] != versions[1]:
+        problems.append(f"status line: outrider {versions[0]} != envoy {versions[1]}")
     if ours.open_after != envoy.open_after:
         problems.append("connection " + ("kept open" if ours.open_after else "closed")
                         + " where Envoy " + ("kept it open" if envoy.open_after else "closed it"))
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_answer_as_envoy(observations, case):
+    assert_same(observations[case, "outrider"], observations[case, "envoy"])
+
+
+# -- issue 8: host rewrites, weighted-cluster headers, escaped slashes, HTTP/1.0, DNS clusters,
+# -- the internal-only headers and malformed upstream framing, each config run by both proxies
+
+# Every x-envoy-* request header Envoy names, sent by an external client (what is stripped
+# depends on use_remote_address), plus a route-config internal_only_headers entry.
+ENVOY_HEADERS = [(f"x-envoy-{name}", "v") for name in (
+    "attempt-count", "decorator-operation", "downstream-service-cluster",
+    "downstream-service-node", "expected-rq-timeout-ms", "external-address", "force-trace",
+    "hedge-on-per-try-timeout", "immediate-health-check-fail", "internal", "ip-tags",
+    "is-timeout-retry", "max-retries", "original-path", "original-host", "original-url",
+    "retriable-header-names", "retriable-status-codes", "retry-grpc-on", "retry-on",
+    "upstream-alt-stat-name", "upstream-rq-per-try-timeout-ms",
+    "upstream-rq-timeout-alt-response", "upstream-rq-timeout-ms", "upstream-service-time",
+    "upstream-stream-duration-ms", "custom")] + [("x-secret", "s")]
+REPEATED_XFF = [("x-forwarded-for", "198.51.100.1"), ("x-a", "a"),
+                ("x-forwarded-for", "198.51.100.2, 198.51.100.3")]
+
+# Upstream answers with framing worth checking, by path (the scripted upstream).
+RAW_ANSWERS = {
+    "/304-length": b"HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n",
+    "/304-length-0": b"HTTP/1.1 304 Not Modified\r\ncontent-length: 0\r\n\r\n",
+    "/204-chunked": b"HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\n\r\n",
+    "/204-length": b"HTTP/1.1 204 No Content\r\ncontent-length: 3\r\n\r\nabc",
+    "/bad-length": b"HTTP/1.1 200 OK\r\ncontent-length: 2x\r\n\r\nok",
+    "/length-and-chunked": (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"
+                            b"transfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+}
+
+
+def _raw_script(request: Seen) -> list:
+    return [RAW_ANSWERS.get(request.path, answer(b"", "404 Not Found"))]
+
+
+def _dns_cluster(name: str, kind: str, port: int) -> dict:
+    config = cluster(name, [], type=kind, dns_lookup_family="V4_ONLY")
+    config["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": {
+        "socket_address": {"address": "localhost", "port_value": port}}}}]}]
+    return config
+
+
+def _feature_routes() -> list[dict]:
+    def to(prefix: str, **action) -> dict:
+        return {"match": {"prefix": prefix}, "route": action}
+
+    return [
+        to("/xfh/", cluster="a", host_rewrite_literal="lit.example",
+           append_x_forwarded_host=True),
+        to("/hrh/", cluster="a", host_rewrite_header="x-host", append_x_forwarded_host=True),
+        to("/hrr/", cluster="a", host_rewrite_path_regex={
+            "pattern": {"regex": "^/hrr/([^/]+).*$"}, "substitution": "\\1.svc"}),
+        to("/auto-strict/", cluster="strict", auto_host_rewrite=True,
+           append_x_forwarded_host=True),
+        to("/auto-logical/", cluster="logical", auto_host_rewrite=True),
+        to("/auto-static/", cluster="a", auto_host_rewrite=True),
+        to("/auto-named/", cluster="named", auto_host_rewrite=True),
+        to("/wc/", weighted_clusters={"clusters": [{
+            "name": "a", "weight": 1, "host_rewrite_literal": "wc.example",
+            "request_headers_to_add": [{"header": {"key": "x-wc", "value": "a"}}],
+            "request_headers_to_remove": ["x-gone"],
+            "response_headers_to_add": [{"header": {"key": "x-wc-resp", "value": "a"}}],
+            "response_headers_to_remove": ["content-type"]}]}, append_x_forwarded_host=True),
+        {**to("/deco/", cluster="a"), "name": "decorated",
+         "decorator": {"operation": "my-op"}},
+        {"match": {"prefix": "/big-direct"},
+         "direct_response": {"status": 200, "body": {"inline_string": "d" * 5000}}},
+        to("/raw/", cluster="raw", prefix_rewrite="/"),
+        to("/", cluster="a"),
+    ]
+
+
+def feature_config(port: int, a: int, raw: int, **hcm) -> dict:
+    named = cluster("named", [a])
+    named["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["hostname"] = (
+        "named.example")
+    config = bootstrap(port, _feature_routes(), [
+        cluster("a", [a]), cluster("raw", [raw]), named, _dns_cluster("strict", "STRICT_DNS", a),
+        _dns_cluster("logical", "LOGICAL_DNS", a)], hcm_extra=hcm)
+    route_config = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["route_config"]
+    route_config.update({"internal_only_headers": ["x-secret"],
+                         "max_direct_response_body_size_bytes": 6000})
+    return config
+
+
+FEATURE_HCMS = {
+    "redirect": {"http_protocol_options": {"accept_http_10": True}, "normalize_path": True,
+                 "merge_slashes": True, "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT"},
+    "edge": {"use_remote_address": True, "skip_xff_append": True,
+             "path_with_escaped_slashes_action": "REJECT_REQUEST"},
+    "forward": {"path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD"},
+}
+H10_KEEP_ALIVE = b"GET /echo HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n"
+
+# id -> (config, request bytes, number of responses expected)
+FEATURE_CASES: dict[str, tuple[str, bytes, int]] = {
+    "xfh-appended": ("redirect", build("GET", "/xfh/x", headers=[
+        ("x-forwarded-host", "prev.example")]), 1),
+    "xfh-created": ("redirect", build("GET", "/xfh/x"), 1),
+    "xfh-same-host": ("redirect", build("GET", "/xfh/x", headers=[
+        ("x-forwarded-host", "example.com")]), 1),
+    "host-rewrite-header": ("redirect", build("GET", "/hrh/x", headers=[
+        ("x-host", "fromhdr.example")]), 1),
+    "host-rewrite-header-absent": ("redirect", build("GET", "/hrh/x"), 1),
+    "host-rewrite-header-empty": ("redirect", build("GET", "/hrh/x", headers=[("x-host", "")]),
+                                  1),
+    "host-rewrite-path-regex": ("redirect", build("GET", "/hrr/orders/1?q=1"), 1),
+    "auto-host-rewrite-strict-dns": ("redirect", build("GET", "/auto-strict/x"), 1),
+    "auto-host-rewrite-logical-dns": ("redirect", build("GET", "/auto-logical/x"), 1),
+    "auto-host-rewrite-static": ("redirect", build("GET", "/auto-static/x"), 1),
+    "auto-host-rewrite-endpoint-hostname": ("redirect", build("GET", "/auto-named/x"), 1),
+    "weighted-cluster-headers": ("redirect", build("GET", "/wc/x", headers=[("x-gone", "1")]),
+                                 1),
+    "route-name-and-decorator": ("redirect", build("GET", "/deco/x", headers=[
+        ("x-envoy-decorator-operation", "client")]), 1),
+    "max-direct-response-body": ("redirect", build("GET", "/big-direct"), 1),
+    "escaped-slash-redirect": ("redirect", build("GET", "/echo%2Fa"), 1),
+    "escaped-slash-redirect-normalized": ("redirect", build(
+        "GET", "/echo/a%2F..%2F%5Cb//c?q=%2F"), 1),
+    "escaped-slash-none": ("redirect", build("GET", "/echo/a%20b"), 1),
+    "normalize-path-nul": ("redirect", build("GET", "/echo/a%00b"), 1),
+    "http10-keep-alive": ("redirect", H10_KEEP_ALIVE, 1),
+    "http10-keep-alive-pipelined": ("redirect", H10_KEEP_ALIVE * 2, 2),
+    "http10-close": ("redirect", b"GET /echo HTTP/1.0\r\nHost: example.com\r\n\r\n", 1),
+    "http10-keep-alive-without-length": ("redirect", H10_KEEP_ALIVE.replace(
+        b"/echo", b"/chunked/10"), 1),
+    "http10-keep-alive-head": ("redirect", H10_KEEP_ALIVE.replace(b"GET", b"HEAD"), 1),
+    "http10-keep-alive-local-reply": ("redirect", H10_KEEP_ALIVE.replace(
+        b"/echo", b"/big-direct"), 1),
+    "http10-without-host": ("redirect", b"GET /echo HTTP/1.0\r\n\r\n", 1),
+    "expect-100-continue": ("redirect", build("POST", "/echo", headers=[
+        ("Expect", "100-continue")], body=b"hello"), 2),
+    "repeated-xff": ("redirect", build("GET", "/echo", headers=REPEATED_XFF), 1),
+    "envoy-headers-external": ("redirect", build("GET", "/echo", headers=ENVOY_HEADERS), 1),
+    "upstream-304-with-length": ("redirect", build("GET", "/raw/304-length"), 1),
+    "upstream-304-with-length-0": ("redirect", build("GET", "/raw/304-length-0"), 1),
+    "upstream-304-to-head": ("redirect", build("HEAD", "/raw/304-length"), 1),
+    "upstream-204-chunked": ("redirect", build("GET", "/raw/204-chunked"), 1),
+    "upstream-204-with-body": ("redirect", build("GET", "/raw/204-length"), 1),
+    "upstream-bad-length": ("redirect", build("GET", "/raw/bad-length"), 1),
+    "upstream-length-and-chunked": ("redirect", build("GET", "/raw/length-and-chunked"), 1),
+    "bad-request-line": ("redirect", b"GET /echo HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n",
+                         1),
+    "envoy-headers-edge": ("edge", build("GET", "/echo", headers=ENVOY_HEADERS), 1),
+    "repeated-xff-edge": ("edge", build("GET", "/echo", headers=REPEATED_XFF), 1),
+    "escaped-slash-reject": ("edge", build("GET", "/echo/a%2fb"), 1),
+    "escaped-backslash-reject": ("edge", build("GET", "/echo/a%5Cb"), 1),
+    "escaped-slash-reject-query-only": ("edge", build("GET", "/echo/a?b=%2F"), 1),
+    "escaped-slash-forward": ("forward", build("GET", "/echo/a%2Fb%2fc?q=%2F"), 1),
+}
+# Counters both proxies must agree on once every case of a config has run.
+FEATURE_STATS = [f"http.ingress_http.{name}" for name in (
+    "downstream_rq_total", "downstream_rq_1xx", "downstream_rq_2xx", "downstream_rq_3xx",
+    "downstream_rq_4xx", "downstream_rq_5xx", "downstream_rq_failed_path_normalization",
+    "downstream_rq_redirected_with_normalized_path")]
+
+
+@pytest.fixture(scope="module")
+def feature_observations():
+    origin = Origin("a").start()
+    raw = HostileUpstream(_raw_script).start()
+    proxies = {(name, kind): ProxyProcess(feature_config(free_port(), origin.port, raw.port,
+                                                         **hcm), kind)
+               for name, hcm in FEATURE_HCMS.items() for kind in ("outrider", "envoy")}
+    try:
+        for proxy in proxies.values():
+            proxy.start()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            futures = {(case, kind): pool.submit(observe, proxies[config, kind].port, raw_bytes,
+                                                 count)
+                       for case, (config, raw_bytes, count) in FEATURE_CASES.items()
+                       for kind in ("outrider", "envoy")}
+            seen = {key: future.result() for key, future in futures.items()}
+        stats = {key: proxy.stats() for key, proxy in proxies.items()}
+        yield seen, stats
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+        raw.stop()
+        origin.stop()
+
+
+@pytest.mark.parametrize("case", list(FEATURE_CASES))
+def test_same_answer_as_envoy_issue_8(feature_observations, case):
+    seen, _ = feature_observations
+    assert_same(seen[case, "outrider"], seen[case, "envoy"])
+
+
+@pytest.mark.parametrize("config", list(FEATURE_HCMS))
+def test_same_request_stats_as_envoy(feature_observations, config):
+    """downstream_rq_* agree: a request refused by the codec counts in the total and in 4xx, a
+    100 Continue in 1xx as well as its final status, path actions in their own counters."""
+    _, stats = feature_observations
+    ours = {name: stats[config, "outrider"].get(name, "0") for name in FEATURE_STATS}
+    envoy = {name: stats[config, "envoy"].get(name, "0") for name in FEATURE_STATS}
+    assert ours == envoy

@@ -36,6 +36,21 @@ def edge(origins, start_proxy):
                                             "server_name": "edge-proxy"}))
 
 
+def _with_internal_only_headers(config: dict) -> dict:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]
+    hcm["route_config"]["internal_only_headers"] = ["x-secret"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def internal_only(origins, start_proxy):
+    """A route configuration naming internal_only_headers (Envoy strips them from external
+    requests, with or without use_remote_address)."""
+    return start_proxy(_with_internal_only_headers(
+        bootstrap(free_port(), _routes(), [cluster("a", [origins["a"].port])])))
+
+
 def exchange(proxy, raw: bytes):
     client = RawClient(proxy.port)
     try:
@@ -189,11 +204,45 @@ def test_client_timeout_header_is_ignored(proxy):
 
 def test_other_client_envoy_headers_pass_through(proxy):
     # Envoy strips its control headers only (ConnectionManagerUtility::cleanInternalHeaders);
-    # other x-envoy-* names, x-envoy-original-path included, reach the upstream unchanged.
-    echo = get(proxy, headers=[("x-envoy-custom", "c"),
-                               ("x-envoy-original-path", "/forged")]).echo()
-    assert echo.header_all("x-envoy-custom") == ["c"]
-    assert echo.header_all("x-envoy-original-path") == ["/forged"]
+    # other x-envoy-* names reach the upstream unchanged, and without use_remote_address so do
+    # x-envoy-original-path, x-envoy-original-host and x-envoy-external-address (1.40 binary).
+    passed = [("x-envoy-custom", "c"), ("x-envoy-original-path", "/forged"),
+              ("x-envoy-original-host", "forged.example"), ("x-envoy-attempt-count", "3"),
+              ("x-envoy-external-address", "1.2.3.4")]
+    echo = get(proxy, headers=passed).echo()
+    for name, value in passed:
+        assert echo.header_all(name) == [value], name
+
+
+@pytest.mark.parametrize("which", ["proxy", "edge"])
+def test_original_request_and_ip_tag_headers_are_stripped(request, which):
+    # x-envoy-ip-tags, x-envoy-original-url and x-envoy-upstream-stream-duration-ms go from
+    # every external request; at the edge x-envoy-original-path and -host go too (as Envoy).
+    stripped = ["x-envoy-ip-tags", "x-envoy-original-url", "x-envoy-upstream-stream-duration-ms"]
+    edge_only = ["x-envoy-original-path", "x-envoy-original-host"]
+    echo = get(request.getfixturevalue(which),
+               headers=[(name, "forged") for name in stripped + edge_only]).echo()
+    assert not set(stripped) & echo.names()
+    if which == "edge":
+        assert not set(edge_only) & echo.names()
+    else:
+        assert set(edge_only) <= echo.names()
+
+
+def test_internal_only_headers_are_stripped_from_external_requests(internal_only):
+    echo = get(internal_only, headers=[("x-secret", "s"), ("x-public", "p")]).echo()
+    assert "x-secret" not in echo.names()
+    assert echo.header_all("x-public") == ["p"]
+
+
+@pytest.mark.parametrize("which", ["proxy", "edge"])
+def test_repeated_forwarded_for_is_joined(request, which):
+    # Envoy's header map joins a repeated x-forwarded-for into one value, appended to or not.
+    echo = get(request.getfixturevalue(which), headers=[
+        ("x-forwarded-for", "198.51.100.1"), ("x-forwarded-for", "198.51.100.2")]).echo()
+    [value] = echo.header_all("x-forwarded-for")
+    assert value.startswith("198.51.100.1,198.51.100.2")
+    assert value == "198.51.100.1,198.51.100.2" if which == "proxy" else value.count(",") == 2
 
 
 def test_expected_rq_timeout_sent_upstream(proxy):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.client import RawClient, build
+from tests.support.marks import outrider_only
 from tests.support.origin import Origin
 from tests.support.proxy import bootstrap, cluster, free_port
 
@@ -245,3 +246,84 @@ def test_http10_accepted_when_configured(http10_proxy, origins):
     assert data.startswith(b"HTTP/1.") and data[9:12] == b"200"
     assert data.endswith(b"}")  # the whole JSON body arrived
     assert origins["a"].last.path == "/echo"
+
+
+# What ApacheBench sends with -k: HTTP/1.0 asking for keep-alive.
+AB_REQUEST = (b"GET /echo HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: example.com\r\n"
+              b"User-Agent: ApacheBench/2.3\r\nAccept: */*\r\n\r\n")
+
+
+def test_http10_keep_alive_client_reuses_its_connection(http10_proxy):
+    """`ab -k` and other HTTP/1.0 keep-alive clients: each answer is an HTTP/1.0 response that
+    says keep-alive and has a length, and the connection serves the next request (Envoy)."""
+    c = RawClient(http10_proxy.port)
+    try:
+        for _ in range(3):
+            c.send(AB_REQUEST)
+            head = c.recv_until(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 200 OK\r\n")
+            assert b"\r\nconnection: keep-alive\r\n" in head
+            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(c.buffer) < length:
+                c.buffer += c.sock.recv(65536)
+            assert c.buffer[:length].endswith(b"}")
+            c.buffer = c.buffer[length:]
+        assert not c.is_closed(0.3)
+    finally:
+        c.close()
+
+
+def test_http10_keep_alive_without_a_length_is_closed(http10_proxy):
+    # An HTTP/1.0 client cannot be sent chunks: the answer ends with the connection.
+    c = RawClient(http10_proxy.port)
+    try:
+        c.send(AB_REQUEST.replace(b"/echo", b"/chunked/2500"))
+        data = c.read_until_close()
+    finally:
+        c.close()
+    assert data.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert b"\r\nconnection: close\r\n" in data
+    assert data.endswith(b"y" * 100)
+
+
+def test_http10_without_host_or_default_host_is_400(http10_proxy):
+    c = RawClient(http10_proxy.port)
+    try:
+        c.send(b"GET /echo HTTP/1.0\r\n\r\n")
+        data = c.read_until_close()
+    finally:
+        c.close()
+    assert data.startswith(b"HTTP/1.0 400 Bad Request\r\n")
+
+
+@outrider_only
+def test_empty_host_is_400(client):
+    # A deliberate difference: Envoy forwards "host: " (docs/compatibility.md); nginx says 400.
+    response = one(client, b"GET /echo HTTP/1.1\r\nHost: \r\n\r\n")
+    assert response.status == 400
+    assert client.is_closed()
+
+
+def test_100_continue_and_codec_errors_are_counted_as_envoy_counts_them(proxy):
+    def counters() -> dict[str, int]:
+        stats = proxy.stats()
+        return {name: int(stats[f"http.ingress_http.downstream_rq_{name}"])
+                for name in ("total", "1xx", "2xx", "4xx")}
+
+    before = counters()
+    c = RawClient(proxy.port)
+    try:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: example.com\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 5\r\n\r\n")
+        assert c.recv_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        assert one(c, b"hello").status == 200
+    finally:
+        c.close()
+    c = RawClient(proxy.port)
+    try:  # refused by the codec: still a request, answered 400
+        assert one(c, b"GET /echo HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n").status == 400
+    finally:
+        c.close()
+    after = counters()
+    assert {name: after[name] - before[name] for name in after} == {
+        "total": 2, "1xx": 1, "2xx": 1, "4xx": 1}

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from tests.support.client import RawClient, build
-from tests.support.proxy import free_port
+from tests.support.proxy import bootstrap, cluster, free_port
 from tests.support.scenarios import routing_config
 
 
@@ -315,3 +315,93 @@ def test_no_route_keeps_connection_open(proxy):
     finally:
         client.close()
 
+
+
+# -- host rewrites, weighted-cluster headers, direct response size, decorators (issue 8) -----------
+
+def _rewrite_routes() -> list[dict]:
+    def to(prefix: str, **action) -> dict:
+        return {"match": {"prefix": prefix}, "route": action}
+
+    return [
+        to("/xfh/", cluster="a", host_rewrite_literal="lit.example", append_x_forwarded_host=True),
+        to("/hrh/", cluster="a", host_rewrite_header="x-host", append_x_forwarded_host=True),
+        to("/hrr/", cluster="a", host_rewrite_path_regex={
+            "pattern": {"regex": "^/hrr/([^/]+).*$"}, "substitution": "\\1.svc"}),
+        to("/auto-dns/", cluster="dns", auto_host_rewrite=True, append_x_forwarded_host=True),
+        to("/auto-static/", cluster="a", auto_host_rewrite=True),
+        to("/wc/", weighted_clusters={"clusters": [
+            {"name": "a", "weight": 1, "host_rewrite_literal": "wc.example",
+             "request_headers_to_add": [{"header": {"key": "x-wc", "value": "a"}}],
+             "request_headers_to_remove": ["x-gone"],
+             "response_headers_to_add": [{"header": {"key": "x-wc-resp", "value": "a"}}],
+             "response_headers_to_remove": ["x-origin"]}]}),
+        {"match": {"prefix": "/big"}, "direct_response": {
+            "status": 200, "body": {"inline_string": "b" * 5000}}},
+        {**to("/deco/", cluster="a"), "name": "decorated", "decorator": {"operation": "op"}},
+    ]
+
+
+@pytest.fixture(scope="module")
+def rewrites(origins, start_proxy):
+    dns = cluster("dns", [], type="STRICT_DNS", dns_lookup_family="V4_ONLY")
+    dns["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": {
+        "socket_address": {"address": "localhost", "port_value": origins["a"].port}}}}]}]
+    config = bootstrap(free_port(), _rewrite_routes(), [cluster("a", [origins["a"].port]), dns],
+                       hcm_extra={"tracing": {}},
+                       listener_extra={"traffic_direction": "INBOUND"})
+    config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["route_config"]["max_direct_response_body_size_bytes"] = 6000
+    return start_proxy(config)
+
+
+def test_host_rewrite_literal_appends_x_forwarded_host(rewrites):
+    echo = get(rewrites, "/xfh/x", headers=[("x-forwarded-host", "first.example")]).echo()
+    assert echo.header_all("host") == ["lit.example"]
+    assert echo.header_all("x-forwarded-host") == ["first.example,example.com"]
+    assert echo.header_all("x-envoy-original-host") == ["example.com"]
+
+
+def test_host_rewrite_header(rewrites):
+    echo = get(rewrites, "/hrh/x", headers=[("x-host", "from-header.example")]).echo()
+    assert echo.header_all("host") == ["from-header.example"]
+    assert echo.header_all("x-forwarded-host") == ["example.com"]
+    echo = get(rewrites, "/hrh/x").echo()  # no such header: the Host stays
+    assert echo.header_all("host") == ["example.com"]
+    assert "x-forwarded-host" not in echo.names()
+
+
+def test_host_rewrite_path_regex(rewrites):
+    echo = get(rewrites, "/hrr/orders/1?q=1").echo()
+    assert echo.header_all("host") == ["orders.svc"]
+    assert echo.path == "/hrr/orders/1?q=1"
+
+
+def test_auto_host_rewrite_uses_the_dns_name(rewrites):
+    echo = get(rewrites, "/auto-dns/x").echo()
+    assert echo.header_all("host") == ["localhost"]
+    assert echo.header_all("x-forwarded-host") == ["example.com"]
+    # A STATIC endpoint without a hostname has none to rewrite to.
+    assert get(rewrites, "/auto-static/x").echo().header_all("host") == ["example.com"]
+
+
+def test_weighted_cluster_header_mutations_and_host_rewrite(rewrites):
+    response = get(rewrites, "/wc/x", headers=[("x-gone", "1")])
+    echo = response.echo()
+    assert echo.header_all("host") == ["wc.example"]
+    assert echo.header_all("x-wc") == ["a"]
+    assert "x-gone" not in echo.names()
+    assert "x-envoy-original-host" not in echo.names()  # a weighted cluster's rewrite keeps none
+    assert response.header_all("x-wc-resp") == ["a"]
+    assert response.header("x-origin") is None
+
+
+def test_max_direct_response_body_size_bytes_allows_a_larger_body(rewrites):
+    response = get(rewrites, "/big")
+    assert response.status == 200 and response.body == b"b" * 5000
+
+
+def test_route_decorator_and_tracing_are_accepted_and_change_nothing(rewrites):
+    response = get(rewrites, "/deco/x")
+    assert response.status == 200
+    assert response.echo().path == "/deco/x"

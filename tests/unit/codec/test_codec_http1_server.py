@@ -100,9 +100,12 @@ def test_http_1_0_without_host_has_an_empty_authority():
         ("headers", "GET", "/", "", "http", [], "1.0", False, "none"), ("complete",)]
 
 
-def test_empty_host_is_forwarded_as_empty_authority():
-    # reliability.md #42: Envoy forwards an empty Host.
-    assert parse_requests(request("GET / HTTP/1.1\nHost: \n"))[0][3] == ""
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_empty_host_is_400(version):
+    # reliability.md #42: Envoy forwards an empty Host; Outrider refuses it on purpose, as nginx
+    # does (docs/compatibility.md, deliberate differences).
+    assert parse_requests(request(f"GET / HTTP/{version}\nHost: \n")) == [
+        ("error", 400, "", "http1.empty_host")]
 
 
 def test_the_first_byte_of_each_request_begins_a_message():

@@ -101,15 +101,55 @@ def test_upstream_chunked_framing_is_not_forwarded():
     assert d.transport.take().count(b"transfer-encoding") == 1
 
 
+GET_10_KEEP_ALIVE = b"GET /a HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n"
+
+
 def test_response_without_length_on_http_1_0_closes_the_connection():
     d = Downstream(accept_http_10=True)
-    d.feed(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    d.feed(GET_10_KEEP_ALIVE)
     router = d.routers[0]
     router.respond(200, content_length=False, end=False)
     router.stream.encode_data(b"body", True)
     assert d.transport.take() == (
-        b"HTTP/1.1 200 OK\r\ndate: " + DATE.encode() + b"\r\nserver: outrider\r\n"
+        b"HTTP/1.0 200 OK\r\ndate: " + DATE.encode() + b"\r\nserver: outrider\r\n"
         b"connection: close\r\n\r\nbody")
+    assert d.transport.closed is True
+
+
+def test_http_1_0_keep_alive_with_a_length_is_answered_in_1_0_and_stays_open():
+    # Envoy with accept_http_10: an HTTP/1.0 status line and an explicit keep-alive, so
+    # `ab -k` and other HTTP/1.0 keep-alive clients reuse the connection.
+    d = Downstream(accept_http_10=True)
+    d.feed(GET_10_KEEP_ALIVE)
+    d.routers[0].respond(200, b"ok")
+    assert d.transport.take() == (
+        b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\ndate: " + DATE.encode()
+        + b"\r\nserver: outrider\r\nconnection: keep-alive\r\n\r\nok")
+    assert d.transport.closed is False
+    d.feed(GET_10_KEEP_ALIVE)
+    d.routers[1].respond(204)
+    out = d.transport.take()
+    assert out.startswith(b"HTTP/1.0 204 No Content\r\n")
+    assert out.endswith(b"connection: keep-alive\r\n\r\n")
+
+
+def test_http_1_0_local_reply_keeps_a_keep_alive_connection():
+    d = Downstream(accept_http_10=True)
+    d.feed(GET_10_KEEP_ALIVE)
+    d.routers[0].stream.send_local_reply(404, "", "route_not_found")
+    out = d.transport.take()
+    assert out.startswith(b"HTTP/1.0 404 Not Found\r\n")
+    assert out.endswith(b"connection: keep-alive\r\n\r\n")
+    assert d.transport.closed is False
+
+
+def test_http_1_0_without_keep_alive_is_answered_in_1_0_and_closed():
+    d = Downstream(accept_http_10=True)
+    d.feed(b"GET /a HTTP/1.0\r\nHost: example.com\r\n\r\n")
+    d.routers[0].respond(200, b"ok")
+    out = d.transport.take()
+    assert out.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert out.endswith(b"connection: close\r\n\r\nok")
     assert d.transport.closed is True
 
 
@@ -117,6 +157,15 @@ def test_http_1_0_without_host_gets_default_host_for_http_10():
     d = Downstream(accept_http_10=True, default_host_for_http_10="default.example")
     d.feed(b"GET /a HTTP/1.0\r\n\r\n")
     assert d.routers[0].request_headers.authority == "default.example"
+
+
+def test_http_1_0_without_host_or_default_host_is_400():
+    # Envoy: missing_host_header, an empty 400 (in HTTP/1.0) and the connection closed.
+    d = Downstream(accept_http_10=True)
+    out = d.feed(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert out.startswith(b"HTTP/1.0 400 Bad Request\r\ncontent-length: 0\r\n")
+    assert out.endswith(b"connection: close\r\n\r\n")
+    assert d.routers == [] and d.transport.closed is True
 
 
 @pytest.mark.parametrize("status", [204, 304])
@@ -289,6 +338,49 @@ def test_reject_headers_with_underscores():
     assert out == local_reply("400 Bad Request", b"Bad Request", close=True)
 
 
+# -- path_with_escaped_slashes_action (orders and answers as the 1.40 binary) --------------------
+
+ESCAPED = b"GET /a%2F..%2Fb//c%5C?q=%2F HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_escaped_slashes_kept_unchanged_by_default():
+    d = Downstream()
+    d.feed(ESCAPED)
+    assert d.routers[0].request_headers.path == "/a%2F..%2Fb//c%5C?q=%2F"
+
+
+def test_escaped_slashes_rejected_with_an_empty_400():
+    d = Downstream(escaped_slashes_action="REJECT_REQUEST")
+    assert d.feed(ESCAPED) == local_reply("400 Bad Request", close=True)
+    assert d.routers == []
+    assert d.counter("downstream_rq_failed_path_normalization") == 1
+
+
+def test_escaped_slashes_unescaped_then_normalized_then_redirected():
+    d = Downstream(escaped_slashes_action="UNESCAPE_AND_REDIRECT", normalize_path=True,
+                   merge_slashes=True)
+    assert d.feed(ESCAPED) == local_reply("307 Temporary Redirect",
+                                          extra=b"location: /b/c/?q=%2F\r\n")
+    assert d.routers == [] and d.transport.closed is False
+    assert d.counter("downstream_rq_redirected_with_normalized_path") == 1
+    d.feed(b"GET /b/c/?q=%2F HTTP/1.1\r\nHost: a\r\n\r\n")  # the path is final: no redirect
+    assert d.routers[0].request_headers.path == "/b/c/?q=%2F"
+
+
+def test_escaped_slashes_unescaped_and_forwarded():
+    d = Downstream(escaped_slashes_action="UNESCAPE_AND_FORWARD")
+    d.feed(ESCAPED)
+    assert d.routers[0].request_headers.path == "/a/../b//c\\?q=%2F"
+    assert d.counter("downstream_rq_redirected_with_normalized_path") == 0
+
+
+def test_normalize_path_failure_is_an_empty_400():
+    d = Downstream(normalize_path=True)
+    assert d.feed(b"GET /a%00 HTTP/1.1\r\nHost: a\r\n\r\n") == local_reply(
+        "400 Bad Request", close=True)
+    assert d.counter("downstream_rq_failed_path_normalization") == 1
+
+
 def test_drop_headers_with_underscores():
     d = Downstream(drop_headers_with_underscores=True)
     d.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX_Foo: 1\r\nX-Bar: 2\r\n\r\n")
@@ -389,6 +481,9 @@ def test_expect_100_continue_is_answered_by_the_proxy_and_not_forwarded():
     d.feed(b"hello")
     d.routers[0].respond(200, b"ok")
     assert d.transport.take() == upstream_reply("200 OK", b"ok")
+    # Envoy counts the 100 it sent as well as the final status (seen on the 1.40 binary).
+    assert (d.counter("downstream_rq_total"), d.counter("downstream_rq_1xx"),
+            d.counter("downstream_rq_2xx")) == (1, 1, 1)
 
 
 def test_expect_100_continue_on_a_pipelined_request_whose_body_arrived():

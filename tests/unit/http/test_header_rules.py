@@ -26,18 +26,23 @@ DEFAULT = HeaderRulesConfig()
 EDGE = HeaderRulesConfig(use_remote_address=True)
 NO_ID = HeaderRulesConfig(generate_request_id=False)
 
-# Envoy's control headers, stripped from every external request.
+# Envoy's control headers, stripped from every external request (each checked against the
+# 1.40 binary, with and without use_remote_address).
 CONTROL = [
     "x-envoy-internal", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
     "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response",
     "x-envoy-expected-rq-timeout-ms", "x-envoy-force-trace", "x-envoy-hedge-on-per-try-timeout",
-    "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
-    "x-envoy-external-address",
+    "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names", "x-envoy-ip-tags",
+    "x-envoy-original-url", "x-envoy-upstream-stream-duration-ms",
 ]
-# Caller identity headers, stripped only at the edge (use_remote_address).
+# Caller identity and original-request headers, stripped only at the edge (use_remote_address).
 EDGE_ONLY = ["x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
-             "x-envoy-downstream-service-node"]
+             "x-envoy-downstream-service-node", "x-envoy-original-path",
+             "x-envoy-original-host"]
+# x-envoy-* headers Envoy 1.40 passes from external clients, edge or not.
+PASSED = ["x-envoy-custom", "x-envoy-attempt-count", "x-envoy-is-timeout-retry",
+          "x-envoy-immediate-health-check-fail", "x-envoy-upstream-service-time"]
 
 
 def req(*items, scheme: str = "http") -> RequestHeaders:
@@ -144,6 +149,20 @@ def test_use_remote_address_creates_x_forwarded_for():
     assert headers.get_all("x-envoy-external-address") == [EXTERNAL]
 
 
+@pytest.mark.parametrize("config", [NO_ID, HeaderRulesConfig(
+    use_remote_address=True, skip_xff_append=True, generate_request_id=False)],
+    ids=["default", "skip_xff_append"])
+def test_repeated_x_forwarded_for_is_joined_as_envoy_joins_it(config):
+    # Envoy's header map joins a repeated x-forwarded-for into one "a,b" value, in the first
+    # one's place, whether or not it appends the peer.
+    headers = req(("x-forwarded-for", "198.51.100.1"), ("x-a", "a"),
+                  ("x-forwarded-for", "198.51.100.2, 198.51.100.3"))
+    mutate_request_headers(headers, EXTERNAL, config)
+    assert headers.items()[:2] == [("x-forwarded-for", "198.51.100.1,198.51.100.2, 198.51.100.3"),
+                                   ("x-a", "a")]
+    assert len(headers.get_all("x-forwarded-for")) == 1
+
+
 def test_use_remote_address_keeps_every_hop_of_repeated_x_forwarded_for():
     headers = req(("x-forwarded-for", "198.51.100.1"), ("x-forwarded-for", "198.51.100.2"))
     mutate_request_headers(headers, EXTERNAL, EDGE)
@@ -201,12 +220,36 @@ def test_client_x_envoy_internal_is_stripped_from_an_external_request():
                                                              generate_request_id=False)],
                          ids=["default", "edge"])
 def test_control_headers_are_stripped_and_other_x_envoy_headers_kept(config):
-    headers = req(*[(name, "1") for name in CONTROL],
-                  ("x-envoy-custom", "c"), ("x-envoy-original-path", "/forged"), ("x-a", "a"))
+    headers = req(*[(name, "1") for name in CONTROL], *[(name, "c") for name in PASSED],
+                  ("x-a", "a"))
     mutate_request_headers(headers, EXTERNAL, config)
     kept = [n for n in names(headers)
             if n not in ("x-forwarded-proto", "x-forwarded-for", "x-envoy-external-address")]
-    assert kept == ["x-envoy-custom", "x-envoy-original-path", "x-a"]
+    assert kept == [*PASSED, "x-a"]
+
+
+def test_client_external_address_passes_without_use_remote_address():
+    headers = req(("x-envoy-external-address", "1.2.3.4"), ("x-envoy-retry-on", "5xx"))
+    mutate_request_headers(headers, EXTERNAL, NO_ID)
+    assert headers.get_all("x-envoy-external-address") == ["1.2.3.4"]
+
+
+@pytest.mark.parametrize("use_remote_address", [False, True])
+def test_internal_only_headers_are_stripped_from_external_requests(use_remote_address):
+    config = HeaderRulesConfig(use_remote_address=use_remote_address, generate_request_id=False,
+                               internal_only_headers=frozenset({"x-secret", "authz-hint"}))
+    headers = req(("x-secret", "s"), ("authz-hint", "h"), ("x-a", "a"))
+    mutate_request_headers(headers, EXTERNAL, config)
+    assert "x-secret" not in headers and "authz-hint" not in headers
+    assert headers.get("x-a") == "a"
+
+
+def test_internal_only_headers_reach_the_upstream_from_internal_peers():
+    config = HeaderRulesConfig(use_remote_address=True, generate_request_id=False,
+                               internal_only_headers=frozenset({"x-secret"}))
+    headers = req(("x-secret", "s"))
+    assert mutate_request_headers(headers, INTERNAL, config) is True
+    assert headers.get("x-secret") == "s"
 
 
 def test_caller_identity_headers_are_kept_without_use_remote_address():

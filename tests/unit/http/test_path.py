@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outrider.http.path import merge_slashes, normalize_path, path_without_query
+from outrider.http.path import merge_slashes, normalize_path, path_without_query, unescape_slashes
 
 
 @pytest.mark.parametrize(("path", "expected"), [
@@ -130,3 +130,18 @@ def test_normalize_never_touches_the_query(path: str) -> None:
     query = path.find("?")
     if normalized is not None and query >= 0:
         assert normalized.endswith(path[query:])
+
+
+# -- path_with_escaped_slashes_action's unescaping ------------------------------------------
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/a%2Fb", "/a/b"),
+    ("/a%2fb%5Cc%5cd", "/a/b\\c\\d"),
+    ("/a%2Fb?q=%2F%5C", "/a/b?q=%2F%5C"),  # the query is kept byte for byte
+    ("/a%252Fb", None),  # an escaped '%' is not an escaped slash
+    ("/a%2Gb%2", None),
+    ("/a/b?q=%2F", None),  # nothing to act on in the path part
+    ("/plain", None),
+])
+def test_unescape_slashes(path, expected):
+    assert unescape_slashes(path) == expected

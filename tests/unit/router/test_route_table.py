@@ -424,6 +424,67 @@ def test_host_rewrites() -> None:
     assert headers.authority == "orders.svc"
 
 
+def test_host_rewrite_keeps_the_old_host_before_appending_it_to_x_forwarded_host() -> None:
+    # Envoy's Utility::updateAuthority order; a client's x-forwarded-host keeps its place.
+    rt = routes("[{match: {prefix: /}, route: {cluster: c, host_rewrite_literal: new.host, "
+                "append_x_forwarded_host: true}}]")
+    headers = req("/", authority="old.host")
+    rt.route(headers).rewrite_request(headers)
+    assert headers.items() == [("x-envoy-original-host", "old.host"),
+                               ("x-forwarded-host", "old.host")]
+    headers = req("/", authority="old.host", headers=[("x-forwarded-host", "first.host")])
+    rt.route(headers).rewrite_request(headers)
+    assert headers.items() == [("x-forwarded-host", "first.host,old.host"),
+                               ("x-envoy-original-host", "old.host")]
+
+
+class _Host:
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+
+
+def test_auto_host_rewrite_uses_the_chosen_hosts_hostname() -> None:
+    rt = routes("[{match: {prefix: /}, route: {cluster: c, auto_host_rewrite: true, "
+                "append_x_forwarded_host: true}}]")
+    entry = rt.route(req())
+    assert entry.rewrites_request
+    headers = req("/", authority="public.com")
+    entry.rewrite_request(headers, host=_Host("svc.internal"))
+    assert headers.authority == "svc.internal"
+    assert headers.items() == [("x-envoy-original-host", "public.com"),
+                               ("x-forwarded-host", "public.com")]
+    headers = req("/", authority="public.com")
+    entry.rewrite_request(headers, host=_Host(""))  # a STATIC host without a hostname
+    assert headers.authority == "public.com" and headers.items() == []
+
+
+def test_auto_host_rewrite_false_rewrites_nothing() -> None:
+    entry = routes("[{match: {prefix: /}, route: {cluster: c, auto_host_rewrite: false}}]"
+                   ).route(req())
+    assert not entry.rewrites_request
+    headers = req("/", authority="public.com")
+    entry.rewrite_request(headers, host=_Host("svc.internal"))
+    assert headers.authority == "public.com"
+
+
+def test_weighted_cluster_mutations_alone_are_applied() -> None:
+    # The router skips the mutation calls on routes whose flags are off: a weighted cluster
+    # carrying the route's only mutations must turn them on.
+    entry = routes("""
+        - match: {prefix: /}
+          route:
+            weighted_clusters:
+              clusters:
+              - name: a
+                weight: 1
+                request_headers_to_add: [{header: {key: x-wc, value: a}}]
+                response_headers_to_remove: [x-drop]
+    """).route(req())
+    assert entry.mutates_request and entry.mutates_response
+    assert not routes("[{match: {prefix: /}, route: {weighted_clusters: {clusters: "
+                      "[{name: a, weight: 1}]}}}]").route(req()).mutates_request
+
+
 def test_weighted_cluster_host_rewrite_yields_to_route_level() -> None:
     entry = routes("""
         - match: {prefix: /}

@@ -19,7 +19,7 @@ from outrider.upstream.cluster import (
     UpstreamSettings,
     host_for,
 )
-from outrider.upstream.cluster_manager import ClusterManager, select_addresses
+from outrider.upstream.cluster_manager import ClusterManager, first_address, select_addresses
 from outrider.upstream.host import Host
 
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -125,10 +125,35 @@ def test_endpoint_health_status(status, healthy):
 
 def test_host_for_copies_the_endpoint():
     endpoint = Endpoint("svc.example", 443, 2, 1, ("r", "z", "s"), 4, healthy=False)
-    host = host_for(endpoint, "10.9.9.9")
+    host = host_for(endpoint, "10.9.9.9", resolved=True)
     assert (host.address, host.port, host.weight, host.priority, host.locality,
             host.locality_weight, host.hostname, host.healthy) == (
         "10.9.9.9", 443, 2, 1, ("r", "z", "s"), 4, "svc.example", False)
+
+
+def test_host_hostname_as_envoy_names_it():
+    # Envoy: the endpoint's hostname field; else, for a DNS endpoint, the name it resolved.
+    # A STATIC endpoint without one has none (auto_host_rewrite then leaves Host alone).
+    static = Endpoint("10.0.0.1", 80, 1, 0, ("", "", ""), 0)
+    assert host_for(static, "10.0.0.1").hostname == ""
+    named = Endpoint("10.0.0.1", 80, 1, 0, ("", "", ""), 0, hostname="named.example")
+    assert host_for(named, "10.0.0.1").hostname == "named.example"
+    dns_named = Endpoint("svc.test", 80, 1, 0, ("", "", ""), 0, hostname="named.example")
+    assert host_for(dns_named, "10.0.0.9", resolved=True).hostname == "named.example"
+
+
+def test_endpoint_hostname_field_is_read():
+    s = settings(load_assignment=endpoints({"endpoint": {
+        "address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}},
+        "hostname": "named.example"}}))
+    assert s.endpoints[0].hostname == "named.example"
+
+
+def test_logical_dns_needs_exactly_one_endpoint():
+    with pytest.raises(ValueError, match="single locality_lb_endpoint and a single lb_endpoint"):
+        settings(type="LOGICAL_DNS", load_assignment=endpoints(lb_endpoint("a.test"),
+                                                               lb_endpoint("b.test")))
+    assert settings(type="LOGICAL_DNS").type == "LOGICAL_DNS"
 
 
 # -- Cluster ---------------------------------------------------------------------------------------
@@ -313,6 +338,87 @@ def test_strict_dns_refresh_keeps_hosts_and_survives_failures():
             kept, added = cluster.priority_set.all_hosts
             assert kept is first
             assert added.address == "10.0.0.3" and added.created_at > 0.0
+        finally:
+            manager.shutdown()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("family", "expected"), [
+    ("V4_ONLY", "10.0.0.2"), ("V6_ONLY", "2001:db8::1"), ("AUTO", "2001:db8::1"),
+    ("V4_PREFERRED", "10.0.0.2"), ("ALL", "10.0.0.2"),
+])
+def test_first_address_keeps_the_answer_order(family, expected):
+    # LOGICAL_DNS takes the first address of the answer (INFOS starts with 10.0.0.2, not the
+    # lowest address).
+    assert first_address(INFOS, family) == expected
+
+
+def test_first_address_of_an_answer_without_the_family():
+    assert first_address([info("2001:db8::1")], "V4_ONLY") is None
+    assert first_address([info("2001:db8::1")], "V4_PREFERRED") == "2001:db8::1"
+
+
+def logical_settings(refresh: str = "5s") -> ClusterSettings:
+    return settings(type="LOGICAL_DNS", dns_refresh_rate=refresh, dns_lookup_family="V4_ONLY",
+                    load_assignment=endpoints(lb_endpoint("svc.test", 8080)))
+
+
+def test_logical_dns_is_one_host_at_the_first_address():
+    async def scenario():
+        loop = DnsLoop(asyncio.get_running_loop(), {"svc.test": ["10.0.0.2", "10.0.0.1"]})
+        store = StatsStore()
+        manager = ClusterManager([logical_settings()], store, loop)
+        await manager.start()
+        try:
+            hosts = manager.get("backend").priority_set.all_hosts
+            assert [(h.address_string, h.hostname, h.created_at) for h in hosts] == [
+                ("10.0.0.2:8080", "svc.test", 0.0)]
+            assert store.counters()["cluster.backend.update_success"].value == 1
+        finally:
+            manager.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_logical_dns_change_moves_new_connections_and_keeps_the_pool():
+    """A new answer changes the one host's address in place: same Host, same pool (so the
+    connections already open serve on, as Envoy's logical host), new connections to the new
+    address. A failed resolution keeps the address."""
+    async def scenario():
+        answers = {"svc.test": ["10.0.0.1"]}
+        loop = DnsLoop(asyncio.get_running_loop(), answers)
+        store = StatsStore()
+        manager = ClusterManager([logical_settings("0.01s")], store, loop)
+        await manager.start()
+        try:
+            cluster = manager.get("backend")
+            [host] = cluster.priority_set.all_hosts
+            pool = cluster.pool_for(host)
+            answers["svc.test"] = OSError("SERVFAIL")
+            await _until(lambda: store.counters()["cluster.backend.update_failure"].value >= 1)
+            assert host.address == "10.0.0.1"
+            answers["svc.test"] = ["10.0.0.7", "10.0.0.1"]
+            await _until(lambda: host.address == "10.0.0.7")
+            assert cluster.priority_set.all_hosts == [host]
+            assert host.address_string == "10.0.0.7:8080"
+            assert cluster.pool_for(host) is pool and pool.host is host
+            assert cluster.pools == {("10.0.0.7", 8080): pool}
+        finally:
+            manager.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_logical_dns_without_an_answer_has_no_host():
+    async def scenario():
+        loop = DnsLoop(asyncio.get_running_loop(), {"svc.test": OSError("NXDOMAIN")})
+        store = StatsStore()
+        manager = ClusterManager([logical_settings()], store, loop)
+        await manager.start()
+        try:
+            assert manager.get("backend").priority_set.all_hosts == []
+            assert store.counters()["cluster.backend.update_failure"].value == 1
         finally:
             manager.shutdown()
 
