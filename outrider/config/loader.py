@@ -9,17 +9,20 @@ Contract::
 The format follows the file extension as in Envoy: ``.yaml``/``.yml`` (YAML), ``.json``,
 ``.pb_text`` (text proto), ``.pb`` (binary proto); anything else is refused rather than guessed.
 
-YAML and JSON go through three steps, stopping at the first problem with a :class:`ConfigError`
-that names the field path and line:
+YAML and JSON go through three steps; the :class:`ConfigError` raised at the end lists every
+problem found, each with its field path and line, so a user fixes a file in one round:
 
 1. A descriptor-guided walk of the document finds what json_format would reject (unknown field,
-   with a did-you-mean; invalid enum; invalid duration; wrong scalar type; two members of a oneof;
-   unknown ``@type``), importing the ``_pb2`` module of every ``@type`` on the way so that ``Any``
-   fields resolve. It also applies the two leniencies Envoy has and json_format lacks: a quoted
-   ``"true"``/``"false"`` for a bool and a single scalar for a repeated field.
+   with a did-you-mean for a near miss; invalid enum; invalid duration; wrong scalar type; two
+   members of a oneof; unknown or v2-API ``@type``), importing the ``_pb2`` module of every
+   ``@type`` on the way so that ``Any`` fields resolve. A field with a problem is recorded and
+   dropped, and the walk goes on. It also applies the leniencies Envoy's loader has and
+   json_format lacks: enum names in any case (``round_robin``), a quoted ``"true"``/``"false"``
+   for a bool and a single scalar for a repeated field.
 2. ``json_format.ParseDict`` builds the message (its own message is the fallback for anything the
    walk missed).
-3. Envoy's PGV constraints and load-time checks (:mod:`outrider.config.constraints`).
+3. Envoy's PGV constraints and load-time checks (:mod:`outrider.config.constraints`), except
+   those about a field the walk already dropped.
 
 Field paths use proto field names even where the file used JSON (lowerCamel) names, so one path
 format serves the loader, the validator and the line map.
@@ -27,11 +30,12 @@ format serves the loader, the validator and the line map.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
 from typing import Any
 
 import yaml
@@ -41,7 +45,7 @@ from google.protobuf.message import DecodeError
 
 from outrider.config import typed
 from outrider.config.constraints import envoy_load_checks, iter_violations, join
-from outrider.config.errors import ConfigError
+from outrider.config.errors import ConfigError, ConfigIssue
 
 FD = descriptor.FieldDescriptor
 RawPath = tuple[str | int, ...]
@@ -158,7 +162,9 @@ def load_bootstrap_data(data: Any, path: str | None = None,
                         fmt: str = "yaml") -> LoadedConfig:
     """Build a LoadedConfig from already-decoded JSON-like data (mutated: see module docs)."""
     if data is None:
-        data = {}
+        # Envoy: "Unable to convert YAML as JSON" for an empty, comment-only or null document.
+        raise ConfigError("the configuration is empty (Envoy refuses an empty bootstrap; "
+                          "write '{}' for one that does nothing)", path, None)
     checker = _Checker(raw_lines or {}, path)
     if not isinstance(data, dict):
         raise ConfigError(f"the bootstrap must be a mapping, not {_kind(data)}", path, 1)
@@ -169,19 +175,49 @@ def load_bootstrap_data(data: Any, path: str | None = None,
     except json_format.ParseError as e:
         field_path, detail = _explain_parse_error(str(e))
         loaded = LoadedConfig(bootstrap, path, checker.lines, fmt)
-        message = f"{field_path}: {detail}" if field_path else detail
-        raise ConfigError(message, path, loaded.line_of(field_path),
-                          field_path=field_path) from e
+        if not checker.errors or not _covered(field_path, checker.dropped):
+            checker.errors.append(ConfigIssue("error", field_path, loaded.line_of(field_path),
+                                              detail, path))
+        raise ConfigError(issues=_in_file_order(checker.errors)) from e
     loaded = LoadedConfig(bootstrap, path, checker.lines, fmt)
-    _enforce_constraints(loaded)
+    _enforce_constraints(loaded, checker.errors, checker.dropped)
     return loaded
 
 
-def _enforce_constraints(loaded: LoadedConfig) -> None:
+def _enforce_constraints(loaded: LoadedConfig, errors: list[ConfigIssue] | None = None,
+                         dropped: list[str] | None = None) -> None:
+    """Raise one ConfigError for ``errors`` plus every constraint violation in ``loaded``.
+
+    Violations about a ``dropped`` field (or one inside it, or its container's requirement
+    that it be set) are left out: the user is already told about that field. So is a required
+    field missing beside a dropped one: most often the dropped one is it, misspelt.
+    """
+    issues = list(errors or [])
     for check in (iter_violations(loaded.bootstrap), envoy_load_checks(loaded.bootstrap)):
         for field_path, message in check:
-            text = f"{field_path}: {message}" if field_path else message
-            raise ConfigError(text, loaded.path, loaded.line_of(field_path), field_path=field_path)
+            if dropped and (_covered(field_path, dropped) or (
+                    field_path not in loaded.lines
+                    and _covered(_parent_path(field_path), dropped))):
+                continue
+            issues.append(ConfigIssue("error", field_path, loaded.line_of(field_path), message,
+                                      loaded.path))
+    if issues:
+        raise ConfigError(issues=_in_file_order(issues))
+
+
+def _covered(field_path: str, dropped: list[str]) -> bool:
+    """True when ``field_path`` is a dropped field, inside one, or one's direct container."""
+    for gone in dropped:
+        if field_path == gone or field_path.startswith((f"{gone}.", f"{gone}[")):
+            return True
+        if gone.startswith((f"{field_path}.", f"{field_path}[")) and "." not in gone[
+                len(field_path) + 1:].split("[", 1)[0]:
+            return True
+    return False
+
+
+def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    return sorted(issues, key=lambda i: (i.line is None, i.line or 0))
 
 
 # -- formats -----------------------------------------------------------------------------------
@@ -279,29 +315,83 @@ def _kind(value: Any) -> str:
             list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
-def _suggest(word: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+@cache
+def xds_protos_version() -> str:
+    """The installed xds-protos version: the Envoy API definitions Outrider reads configs with."""
+    try:
+        return metadata.version("xds-protos")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _distance(a: str, b: str) -> int:
+    """Edit distance counting a swap of neighbours as one edit (optimal string alignment)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def unknown_field_message(key: str, candidates: list[str]) -> str:
+    """Why ``key`` is refused: a typo of a known field, or (likely) a field newer than our protos.
+
+    Only a near miss (two edits at most) gets a did-you-mean; ``claim_path`` is not a typo of
+    ``claim_name`` but an Envoy field the installed API definitions predate.
+    """
+    scored = sorted((_distance(key, name), name) for name in candidates)
+    if scored and scored[0][0] <= min(2, len(key) // 3):
+        return f"no such field '{key}' (did you mean '{scored[0][1]}'?)"
+    return (f"field '{key}' is unknown to the installed Envoy API definitions (xds-protos "
+            f"{xds_protos_version()}); if it is a newer Envoy field, it is not supported yet")
+
+
+def _is_v2_api(full_name: str) -> bool:
+    """True for an Envoy v2-era message (``envoy.api.v2.*``, ``envoy.config.filter.*.v2``...).
+
+    xds-protos still ships them, but Envoy 1.40 has dropped them ("could not find @type").
+    """
+    if not full_name.startswith("envoy."):
+        return False
+    package = typed.proto_package(full_name).split(".")
+    return not any(re.fullmatch(r"v[3-9](alpha\d*)?", part) for part in package)
+
+
+class _Invalid(Exception):
+    """One problem in the document; caught by the enclosing mapping, which drops the field."""
+
+    def __init__(self, issue: ConfigIssue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
 
 
 class _Checker:
-    """Walks JSON-like data beside a descriptor; raises ConfigError at the first problem.
+    """Walks JSON-like data beside a descriptor, collecting every problem in ``errors``.
 
-    Fills ``lines`` (field path → line) from ``raw_lines`` (document key path → line).
+    A field with a problem is removed from the data (its path goes to ``dropped``) so that
+    json_format and the constraint checks can still look at the rest. Fills ``lines`` (field
+    path → line) from ``raw_lines`` (document key path → line).
     """
 
     def __init__(self, raw_lines: dict[RawPath, int], path: str | None) -> None:
         self.raw_lines = raw_lines
         self.file = path
         self.lines: dict[str, int] = {}
+        self.errors: list[ConfigIssue] = []
+        self.dropped: list[str] = []
 
-    def fail(self, field_path: str, raw: RawPath, message: str) -> ConfigError:
+    def fail(self, field_path: str, raw: RawPath, message: str) -> _Invalid:
         line = None
         while line is None and raw:
             line = self.raw_lines.get(raw)
             raw = raw[:-1]
-        text = f"{field_path}: {message}" if field_path else message
-        return ConfigError(text, self.file, line, field_path=field_path)
+        return _Invalid(ConfigIssue("error", field_path, line, message, self.file))
 
     def note(self, field_path: str, raw: RawPath) -> None:
         line = self.raw_lines.get(raw)
@@ -317,24 +407,36 @@ class _Checker:
         for key in list(data):
             if key in skip:
                 continue
-            value = data[key]
-            if not isinstance(key, str):
-                raise self.fail(path, raw, f"field names must be strings, got {key!r}")
-            fd = desc.fields_by_name.get(key) or by_json.get(key)
-            child, child_raw = join(path, fd.name if fd else key), (*raw, key)
-            if fd is None:
-                hint = _suggest(key, [f.name for f in desc.fields])
-                raise self.fail(path, child_raw, f"no such field '{key}'{hint}")
-            self.note(child, child_raw)
-            if value is None:
-                continue  # json_format: null means unset
-            oneof = fd.containing_oneof
-            if oneof is not None and not oneof.name.startswith("_"):
-                other = oneofs_seen.setdefault(oneof.name, fd.name)
-                if other != fd.name:
-                    raise self.fail(child, child_raw, f"'{other}' and '{fd.name}' are both set, "
-                                    f"but only one member of oneof '{oneof.name}' may be")
-            data[key] = self.field(value, fd, child, child_raw)
+            try:
+                self.member(data, key, desc, by_json, oneofs_seen, path, raw)
+            except _Invalid as bad:
+                fd = (desc.fields_by_name.get(key) or by_json.get(key)
+                      if isinstance(key, str) else None)
+                self.errors.append(bad.issue)
+                self.dropped.append(join(path, fd.name if fd else str(key)))
+                del data[key]
+
+    def member(self, data: dict, key: Any, desc: descriptor.Descriptor, by_json: dict[str, FD],
+               oneofs_seen: dict[str, str], path: str, raw: RawPath) -> None:
+        """Check ``data[key]``, one field of a ``desc`` message; raises _Invalid."""
+        value = data[key]
+        if not isinstance(key, str):
+            raise self.fail(path, raw, f"field names must be strings, got {key!r}")
+        fd = desc.fields_by_name.get(key) or by_json.get(key)
+        child, child_raw = join(path, fd.name if fd else key), (*raw, key)
+        if fd is None:
+            message = unknown_field_message(key, [f.name for f in desc.fields])
+            raise self.fail(path, child_raw, message)
+        self.note(child, child_raw)
+        if value is None:
+            return  # json_format: null means unset
+        oneof = fd.containing_oneof
+        if oneof is not None and not oneof.name.startswith("_"):
+            other = oneofs_seen.setdefault(oneof.name, fd.name)
+            if other != fd.name:
+                raise self.fail(child, child_raw, f"'{other}' and '{fd.name}' are both set, "
+                                f"but only one member of oneof '{oneof.name}' may be")
+        data[key] = self.field(value, fd, child, child_raw)
 
     def field(self, value: Any, fd: FD, path: str, raw: RawPath) -> Any:
         """Check one field's value; returns it, normalised the way Envoy reads it."""
@@ -400,8 +502,14 @@ class _Checker:
         desc = typed.find_message_descriptor(typed.type_name(type_url))
         type_raw = (*raw, "@type")
         if desc is None:
-            raise self.fail(path, type_raw, f"unknown @type '{type_url}' (no such message "
-                            "type in the Envoy API protos)")
+            raise self.fail(path, type_raw, f"unknown @type '{type_url}': no such message type "
+                            f"in the installed Envoy API definitions (xds-protos "
+                            f"{xds_protos_version()}); if it is a newer Envoy extension, it is "
+                            "not supported yet")
+        if _is_v2_api(desc.full_name):
+            raise self.fail(path, type_raw, f"@type '{type_url}' is from Envoy's v2 API, "
+                            "which Envoy 1.40 no longer reads (\"could not find @type\"); use "
+                            "the v3 type")
         if "/" not in type_url:
             raise self.fail(path, type_raw, f"@type '{type_url}' must be a type URL "
                             f"such as 'type.googleapis.com/{type_url}'")
@@ -413,10 +521,22 @@ class _Checker:
         self.message(value, desc, path, raw, skip=("@type",))
 
     def enum(self, value: Any, enum: descriptor.EnumDescriptor, path: str, raw: RawPath) -> Any:
+        """The value as json_format reads it: a canonical name, or a number.
+
+        Envoy parses JSON with protobuf's ``case_insensitive_enum_parsing``: a name not found
+        as written is looked up upper-cased (``round_robin``, ``Round_Robin``); a numeric string
+        is a number. Anything else (``round-robin``, ``' ROUND_ROBIN'``) is refused, as there.
+        """
         if isinstance(value, str):
-            if value in enum.values_by_name:
-                return value
-            hint = _suggest(value, list(enum.values_by_name))
+            for name in (value, value.upper()):
+                if name in enum.values_by_name:
+                    return name
+            number = _as_int(value)
+            if number is not None and value.strip() == value:
+                return number
+            names = list(enum.values_by_name)
+            scored = sorted((_distance(value.upper(), name), name) for name in names)
+            hint = f" (did you mean '{scored[0][1]}'?)" if scored and scored[0][0] <= 2 else ""
             raise self.fail(path, raw, f"invalid value {value!r} for enum "
                             f"{enum.full_name}{hint}")
         if isinstance(value, int) and not isinstance(value, bool):

@@ -9,14 +9,23 @@ Severities:
 
 * "error", unimplemented: a field the user set that Outrider does not implement (it would be
   silently ignored), an extension ``@type`` or enum value it does not implement. With
-  ``allow_unimplemented=True`` these become warnings, so a user can run anyway, knowingly.
+  ``allow_unimplemented=True`` these become warnings, so a user can run anyway, knowingly,
+  except where ignoring them would weaken security (:mod:`outrider.config.security`: a TLS
+  transport socket, a filter that can deny traffic): those stay errors.
+* "warning": a listener Outrider cannot serve at all (no HTTP connection manager, e.g. tcp_proxy
+  or redis, or no network filter at all; UDP; an internal listener) is named and skipped, when
+  ``allow_unimplemented=True`` or when nothing in it is an error (Envoy accepts a filter chain
+  without filters); :func:`unservable_listeners` lists them for the caller to drop.
+* "error", unbuildable: the HTTP connection manager or cluster settings cannot be built from the
+  config (an invalid regex, say), found here rather than at start.
 * "error", semantic (never downgraded): an HCM whose router filter is missing or not last
   (requests would hang, Envoy #4045), a filter without ``typed_config``, a route naming an
   undefined cluster (unless ``validate_clusters: false``), a weighted cluster without a weight
   or with weights summing to 0, duplicate listener names or addresses,
   duplicate cluster names, a STATIC cluster endpoint that is not an IP address.
-* "warning": accepted but without effect yet (``supported.ignored`` fields), and
-  ``load_balancing_policy`` entries skipped in favour of a later one Outrider implements.
+* "warning": accepted but without effect yet (``supported.ignored`` fields),
+  ``load_balancing_policy`` entries skipped in favour of a later one Outrider implements, and a
+  bootstrap with neither listeners nor admin (Envoy runs it, doing nothing).
 
 The table of implemented fields is :mod:`outrider.config.supported`. The caller decides what to
 do with errors (the CLI refuses to start when any remain).
@@ -34,9 +43,15 @@ from outrider.config import typed
 from outrider.config.constraints import join
 from outrider.config.errors import ConfigIssue, Severity
 from outrider.config.loader import LoadedConfig
+from outrider.config.security import STAYS_AN_ERROR, denies_traffic, security_reason
 from outrider.config.supported import EXTENSIONS, HCM, LEAF_TYPES, ROUTER, SUPPORTED, Rule
 
 NOT_IMPLEMENTED = "not implemented by Outrider yet (it would be ignored)"
+# Fields whose absence changes what the config is, not one detail of it.
+_UNIMPLEMENTED_FIELDS = {
+    "internal_listener": "internal listeners are not implemented by Outrider",
+    "api_listener": "API listeners are not implemented by Outrider",
+}
 _LB_POLICY = "envoy.config.cluster.v3.LoadBalancingPolicy"
 
 
@@ -45,6 +60,16 @@ def validate(loaded: LoadedConfig, allow_unimplemented: bool = False) -> list[Co
     checker = _Validator(loaded, allow_unimplemented)
     checker.walk(loaded.bootstrap, loaded.bootstrap.DESCRIPTOR.full_name, "")
     checker.semantics()
+    if not has_errors(checker.issues):  # a last check; earlier errors explain any failure here
+        checker.buildable()
+    for index, reason in unservable_listeners(loaded.bootstrap):
+        path = f"static_resources.listeners[{index}]"
+        refused = any(i.severity == "error" and (i.field_path == path
+                                                 or i.field_path.startswith(f"{path}."))
+                      for i in checker.issues)
+        if allow_unimplemented or not refused:  # else the errors already say why
+            name = loaded.bootstrap.static_resources.listeners[index].name
+            checker.report("warning", path, f"listener '{name}' is skipped: {reason}")
     issues = checker.issues
     issues.sort(key=lambda i: (i.line is None, i.line or 0))
     return issues
@@ -53,6 +78,45 @@ def validate(loaded: LoadedConfig, allow_unimplemented: bool = False) -> list[Co
 def has_errors(issues: list[ConfigIssue]) -> bool:
     """True when any issue is an error."""
     return any(issue.severity == "error" for issue in issues)
+
+
+def unservable_listeners(bootstrap: Message) -> list[tuple[int, str]]:
+    """``(index, reason)`` of each static listener Outrider cannot serve at all.
+
+    A listener is served through an HTTP connection manager on a TCP socket address; anything
+    else (tcp_proxy, redis and other network filters, UDP, internal or API listeners, pipes)
+    has nothing in Outrider to run it. With ``--allow-unimplemented`` the caller drops these
+    (after the warning ``validate`` gives) instead of failing at start.
+    """
+    found = []
+    for i, listener in enumerate(bootstrap.static_resources.listeners):  # type: ignore[attr-defined]
+        reason = _unservable_reason(listener)
+        if reason:
+            found.append((i, reason))
+    return found
+
+
+def _unservable_reason(listener: Message) -> str:
+    if listener.HasField("internal_listener"):
+        return "internal listeners are not implemented by Outrider"
+    if listener.HasField("api_listener"):
+        return "API listeners are not implemented by Outrider"
+    address = listener.address  # type: ignore[attr-defined]
+    if not address.HasField("socket_address"):
+        kind = address.WhichOneof("address") or "no address"
+        return f"{kind} listener addresses are not implemented by Outrider"
+    if address.socket_address.protocol != 0:  # TCP
+        return "UDP listeners are not implemented by Outrider"
+    kinds: list[str] = []
+    for chain in listener.filter_chains:  # type: ignore[attr-defined]
+        for network_filter in chain.filters:
+            kind = typed.extension_type(network_filter.typed_config) or network_filter.name
+            if kind == HCM:
+                return ""
+            kinds.append(kind)
+    if not kinds:
+        return "it has no network filters"
+    return f"its network filters ({', '.join(dict.fromkeys(kinds))}) are not implemented by Outrider"
 
 
 class _Validator:
@@ -67,7 +131,16 @@ class _Validator:
         self.issues.append(ConfigIssue(severity, path, self.loaded.line_of(path), message,
                                        self.loaded.path))
 
-    def unimplemented(self, path: str, message: str = NOT_IMPLEMENTED) -> None:
+    def unimplemented(self, path: str, message: str = NOT_IMPLEMENTED,
+                      weakens_security: str = "") -> None:
+        """An unimplemented setting: an error, or a warning with ``allow_unimplemented``.
+
+        ``weakens_security`` says why ignoring it would weaken security; then it stays an error.
+        """
+        if weakens_security:
+            self.report("error", path, f"{message}; {STAYS_AN_ERROR}: {weakens_security}"
+                        if self.allow_unimplemented else f"{message}: {weakens_security}")
+            return
         self.report("warning" if self.allow_unimplemented else "error", path, message)
 
     # -- the table walk --------------------------------------------------------------------------
@@ -82,7 +155,8 @@ class _Validator:
             child = join(path, fd.name)
             rule = rules.get(fd.name)
             if rule is None:
-                self.unimplemented(child)
+                self.unimplemented(child, _UNIMPLEMENTED_FIELDS.get(fd.name, NOT_IMPLEMENTED),
+                                   security_reason(msg, fd.name, value) or "")
                 continue
             if rule.status == "ignored":
                 self.report("warning", child, f"accepted but ignored: {rule.note}")
@@ -122,7 +196,8 @@ class _Validator:
             return False  # an unset typed_config is a semantic problem reported elsewhere
         named = f"{etype} ('{label}')" if label and label != etype else etype
         if etype not in EXTENSIONS.get(slot, ()):
-            self.unimplemented(path, f"{named} is not implemented by Outrider")
+            self.unimplemented(path, f"{named} is not implemented by Outrider",
+                               "it can deny traffic" if denies_traffic(etype) else "")
             return False
         if typed.is_typed_struct(packed):
             return True  # a Python extension's free-form value: its factory validates it
@@ -153,8 +228,13 @@ class _Validator:
     # -- semantic checks -------------------------------------------------------------------------
 
     def semantics(self) -> None:
-        static = self.loaded.bootstrap.static_resources
+        bootstrap = self.loaded.bootstrap
+        static = bootstrap.static_resources
         base = "static_resources"
+        if not static.listeners and not bootstrap.HasField("admin") and not bootstrap.HasField(
+                "dynamic_resources"):
+            self.report("warning", "", "no listeners and no admin: there is nothing to serve "
+                        "(Envoy runs such a bootstrap, doing nothing)")
         cluster_names: dict[str, int] = {}
         for i, cluster in enumerate(static.clusters):
             path = f"{base}.clusters[{i}]"
@@ -183,14 +263,42 @@ class _Validator:
                 self.check_http_filters(hcm, hcm_path)
                 self.check_route_clusters(hcm, hcm_path, cluster_names)
 
-    def connection_managers(self, listener: Message, path: str) -> Iterator[tuple[str, Message]]:
+    def buildable(self) -> None:
+        """Build what the server builds at start from each served HCM and each cluster.
+
+        What Envoy refuses at that stage (an invalid regex, a bad rewrite) is then reported by
+        ``--mode validate`` with its path, not found as a traceback when serving.
+        """
+        from outrider.http.conn_manager_config import ConnectionManagerConfig
+        from outrider.upstream.cluster import ClusterSettings
+
+        static = self.loaded.bootstrap.static_resources
+        for i, listener in enumerate(static.listeners):
+            if _unservable_reason(listener):
+                continue
+            for hcm_path, hcm in self.connection_managers(listener, f"static_resources."
+                                                          f"listeners[{i}]", quiet=True):
+                self.build(ConnectionManagerConfig.from_proto, hcm, hcm_path)
+        for i, cluster in enumerate(static.clusters):
+            self.build(ClusterSettings.from_proto, cluster, f"static_resources.clusters[{i}]")
+
+    def build(self, factory, config: Message, path: str) -> None:
+        try:
+            factory(config)
+        except Exception as error:  # noqa: BLE001 - whatever the factory raises is reported
+            detail = str(error) or type(error).__name__
+            self.report("error", path, f"cannot be built: {detail}")
+
+    def connection_managers(self, listener: Message, path: str,
+                            quiet: bool = False) -> Iterator[tuple[str, Message]]:
         """Each HCM in the listener's filter chains; reports filters without typed_config."""
         for c, chain in enumerate(listener.filter_chains):  # type: ignore[attr-defined]
             for f, network_filter in enumerate(chain.filters):
                 filter_path = f"{path}.filter_chains[{c}].filters[{f}]"
                 if not network_filter.HasField("typed_config"):
-                    self.report("error", filter_path, f"filter '{network_filter.name}' has no "
-                                "typed_config; Envoy no longer finds extensions by name")
+                    if not quiet:
+                        self.report("error", filter_path, f"filter '{network_filter.name}' has "
+                                    "no typed_config; Envoy no longer finds extensions by name")
                     continue
                 if typed.extension_type(network_filter.typed_config) == HCM:
                     hcm = typed.unpack(network_filter.typed_config)

@@ -134,3 +134,101 @@ def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path, good_conf
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- issue 8: what a new user sees ---------------------------------------------------------------
+
+
+def test_validate_reports_every_error_at_once_in_one_format(tmp_path, good_config):
+    cluster_config = good_config["static_resources"]["clusters"][0]
+    cluster_config["lb_polcy"] = "ROUND_ROBIN"
+    cluster_config["type"] = "STATC"
+    good_config["static_resources"]["listeners"][0]["address"]["socket_address"][
+        "port_value"] = 70000
+    path = write(tmp_path, good_config)
+    result = run("--mode", "validate", "-c", path)
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(problems) == 3, result.stderr
+    for line, needle in zip(problems, ("70000", "STATC", "lb_polcy"), strict=True):
+        assert line.startswith(f"{path}:{line_of(path, needle)}: error: static_resources."), line
+    assert "3 error(s)" in result.stderr
+
+
+def test_validate_accepts_enums_in_any_case(tmp_path, good_config):
+    good_config["static_resources"]["clusters"][0]["type"] = "static"
+    good_config["static_resources"]["clusters"][0]["lb_policy"] = "Round_Robin"
+    result = run("--mode", "validate", "-c", write(tmp_path, good_config))
+    assert result.returncode == 0, result.stderr
+
+
+def test_validate_refuses_an_empty_file(tmp_path):
+    path = tmp_path / "envoy.yaml"
+    path.write_text("")
+    result = run("--mode", "validate", "-c", str(path))
+    assert result.returncode == 1
+    assert f"{path}: error: the configuration is empty" in result.stderr
+
+
+def _tls_listener(config: dict) -> dict:
+    config["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls."
+                                  "v3.DownstreamTlsContext"}}
+    return config
+
+
+def test_allow_unimplemented_does_not_serve_tls_as_plaintext(tmp_path, good_config):
+    path = write(tmp_path, _tls_listener(good_config))
+    for mode in ("validate", "serve"):
+        result = run("--mode", mode, "--allow-unimplemented", "-c", path)
+        assert result.returncode == 1
+        assert "transport_socket: " in result.stderr
+        assert "refused even with --allow-unimplemented" in result.stderr
+
+
+def test_allow_unimplemented_skips_a_tcp_proxy_listener_and_serves_the_others(tmp_path):
+    port, tcp_port = free_port(), free_port()
+    routes = [{"match": {"prefix": "/"},
+               "direct_response": {"status": 200, "body": {"inline_string": "served"}}}]
+    config = bootstrap(port, routes, [cluster("a", [free_port()])])
+    config["static_resources"]["listeners"].insert(0, {
+        "name": "tcp",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": tcp_port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                      "tcp_proxy.v3.TcpProxy",
+                             "stat_prefix": "tcp", "cluster": "a"}}]}]})
+    path = write(tmp_path, config)
+    refused = run("--mode", "validate", "-c", path)
+    assert refused.returncode == 1 and "TcpProxy" in refused.stderr
+    checked = run("--mode", "validate", "--allow-unimplemented", "-c", path)
+    assert checked.returncode == 0, checked.stderr
+    assert "warning: static_resources.listeners[0]: listener 'tcp' is skipped" in checked.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "outrider", "-c", path,
+                             "--allow-unimplemented", "-l", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "proxy did not start"
+                time.sleep(0.05)
+        with conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"served")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", tcp_port), timeout=1).close()
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=10)
+    assert "listener 'tcp' is skipped" in err
+    assert "Traceback" not in err

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
+from importlib import metadata
 
 import pytest
 import yaml
-from cfg_helpers import BASE_YAML, HCM_PATH, ROUTE_PATH, edit, line_containing
+from cfg_helpers import BASE_YAML, HCM_PATH, ROUTE_PATH, ROUTER_FILTER, edit, line_containing
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -157,7 +155,7 @@ def test_typo_names_path_line_and_suggestion(write):
     assert error.message == (
         "static_resources.clusters[0]: no such field 'lb_polcy' (did you mean 'lb_policy'?)")
     assert error.line == line_containing(text, "lb_polcy")
-    assert str(error) == f"{error.path}:{error.line}: {error.message}"
+    assert str(error) == f"{error.path}:{error.line}: error: {error.message}"
     assert error.path.endswith("envoy.yaml")
 
 
@@ -259,35 +257,104 @@ def test_listener_without_address(write):
     assert error.line == line_containing(text, "- name: l0")
 
 
-# -- differential: Envoy refuses what Outrider refuses -------------------------------------------
+# -- Envoy's leniencies and refusals (issue 8; each checked against Envoy 1.40) ------------------
 
 
-def _envoy_binary() -> str | None:
-    found = shutil.which("envoy")
-    if found:
-        return found
-    venv = "/tmp/venv/bin/envoy"
-    return venv if os.access(venv, os.X_OK) else None
-
-
-@pytest.mark.envoy
-@pytest.mark.parametrize(("old", "new"), [
-    ("lb_policy:", "lb_polcy:"),
-    ("lb_policy: ROUND_ROBIN", "lb_policy: ROUND_ROBN"),
-    ("connect_timeout: 1s", "connect_timeout: 0s"),
-    ("connect_timeout: 1s", "connect_timeout: 1x"),
+@pytest.mark.parametrize(("cluster_type", "lb_policy", "codec"), [
+    ("static", "round_robin", "auto"),
+    ("Static", "Round_Robin", "aUtO"),
+    ("STATIC", "ROUND_ROBIN", "AUTO"),
 ])
-def test_envoy_also_rejects(write, old, new):
-    envoy = _envoy_binary()
-    if envoy is None:
-        pytest.skip("no envoy binary")
-    good = write(BASE_YAML, "good.yaml")
-    ok = subprocess.run([envoy, "--mode", "validate", "-c", good], check=False,
-                        capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    bad = write(edit(BASE_YAML, old, new), "bad.yaml")
-    result = subprocess.run([envoy, "--mode", "validate", "-c", bad], check=False,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    with pytest.raises(ConfigError):
-        load_bootstrap(bad)
+def test_enum_names_load_in_any_case(write, cluster_type, lb_policy, codec):
+    text = edit(edit(edit(BASE_YAML, "type: STATIC", f"type: {cluster_type}"),
+                     "lb_policy: ROUND_ROBIN", f"lb_policy: {lb_policy}"),
+                "stat_prefix: ingress", f"stat_prefix: ingress\n          codec_type: {codec}")
+    loaded = load_bootstrap(write(text))
+    cluster = loaded.bootstrap.static_resources.clusters[0]
+    assert cluster.type == cluster.STATIC and cluster.lb_policy == cluster.ROUND_ROBIN
+    hcm = hcm_pb2.HttpConnectionManager()
+    loaded.bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.Unpack(hcm)
+    assert hcm.codec_type == hcm.AUTO
+
+
+def test_enum_as_numeric_string_loads(write):
+    loaded = load_bootstrap(write(edit(BASE_YAML, "lb_policy: ROUND_ROBIN", "lb_policy: '3'")))
+    assert loaded.bootstrap.static_resources.clusters[0].lb_policy == 3  # RANDOM
+
+
+def test_enum_spelt_otherwise_is_refused_with_a_suggestion(write):
+    error = load_error(write, edit(BASE_YAML, "lb_policy: ROUND_ROBIN", "lb_policy: round-robin"))
+    assert "invalid value 'round-robin'" in error.message
+    assert "did you mean 'ROUND_ROBIN'" in error.message
+
+
+def test_field_newer_than_the_protos_is_not_called_a_typo(write):
+    text = edit(BASE_YAML, "    lb_policy: ROUND_ROBIN", "    lb_policy: ROUND_ROBIN\n"
+                "    upstream_bind_timeout_policy: 5s")
+    error = load_error(write, text)
+    version = metadata.version("xds-protos")
+    assert error.message == (
+        "static_resources.clusters[0]: field 'upstream_bind_timeout_policy' is unknown to the "
+        f"installed Envoy API definitions (xds-protos {version}); if it is a newer Envoy field, "
+        "it is not supported yet")
+    assert "did you mean" not in error.message
+
+
+def test_claim_path_is_not_a_typo_of_claim_name(write):
+    # jwt_authn's claim_path exists in Envoy 1.40's API but not in the installed xds-protos.
+    text = edit(BASE_YAML, ROUTER_FILTER, """\
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                p:
+                  claim_to_headers:
+                  - {header_name: x-sub, claim_path: [{key: sub}]}
+""" + ROUTER_FILTER)
+    error = load_error(write, text)
+    assert "field 'claim_path' is unknown to the installed Envoy API definitions" in error.message
+    assert "claim_name" not in error.message
+
+
+def test_v2_api_type_is_refused_at_load(write):
+    text = edit(BASE_YAML, "envoy.extensions.filters.network.http_connection_manager.v3.",
+                "envoy.config.filter.network.http_connection_manager.v2.")
+    error = load_error(write, text)
+    assert error.field_path == HCM_PATH
+    assert "is from Envoy's v2 API" in error.message
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "null\n", "---\n"])
+def test_empty_config_is_refused(write, text):
+    error = load_error(write, text)
+    assert "the configuration is empty" in error.message
+
+
+def test_every_load_error_is_reported_in_one_pass(write):
+    text = edit(edit(edit(edit(BASE_YAML,
+                               "stat_prefix: ingress", "stat_prefx: ingress"),
+                          "connect_timeout: 1s", "connect_timeout: 1x"),
+                     "lb_policy: ROUND_ROBIN", "lb_policy: ROUND_ROBN"),
+                "port_value: 8080", "port_value: 70000")
+    error = load_error(write, text)
+    lines = [(issue.line, issue.message) for issue in error.issues]
+    assert lines == [
+        (line_containing(text, "stat_prefx"), "no such field 'stat_prefx' (did you mean "
+                                              "'stat_prefix'?)"),
+        (line_containing(text, "connect_timeout"), "invalid duration '1x' (expected a string "
+                                                   "such as '5s' or '0.25s')"),
+        (line_containing(text, "ROUND_ROBN"), "invalid value 'ROUND_ROBN' for enum "
+                                              "envoy.config.cluster.v3.Cluster.LbPolicy "
+                                              "(did you mean 'ROUND_ROBIN'?)"),
+        (line_containing(text, "70000"), "value must be less than or equal to 65535"),
+    ]
+    rendered = str(error).splitlines()
+    assert len(rendered) == 4
+    assert all(line.startswith(f"{error.path}:") and ": error: " in line for line in rendered)
+
+
+def test_listener_without_address_but_internal_is_not_told_address_is_necessary(write):
+    text = edit(BASE_YAML, "    address:\n      socket_address: {address: 0.0.0.0, port_value: 10000}\n",
+                "    internal_listener: {}\n")
+    loaded = load_bootstrap(write(text))  # Outrider's refusal is validate()'s: not implemented
+    assert loaded.bootstrap.static_resources.listeners[0].HasField("internal_listener")

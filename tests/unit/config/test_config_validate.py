@@ -8,7 +8,7 @@ from cfg_helpers import BASE_YAML, HCM_PATH, ROUTE_PATH, ROUTER_FILTER, edit, li
 from outrider.config import supported
 from outrider.config.errors import ConfigIssue
 from outrider.config.loader import load_bootstrap
-from outrider.config.validate import has_errors, validate
+from outrider.config.validate import has_errors, unservable_listeners, validate
 
 CORS_FILTER = """\
           - name: envoy.filters.http.cors
@@ -92,7 +92,7 @@ def test_unimplemented_http_filter_type_is_named(write):
 
 
 @pytest.mark.parametrize(("old", "new", "path", "value"), [
-    ("type: STATIC", "type: LOGICAL_DNS", "static_resources.clusters[0].type", "LOGICAL_DNS"),
+    ("type: STATIC", "type: EDS", "static_resources.clusters[0].type", "EDS"),
     ("stat_prefix: ingress", "stat_prefix: ingress\n          codec_type: HTTP2",
      HCM_PATH + ".codec_type", "HTTP2"),
     ("lb_policy: ROUND_ROBIN", ("lb_policy: RING_HASH\n    ring_hash_lb_config: "
@@ -287,3 +287,146 @@ def test_register_extension_admits_a_python_filter(write, monkeypatch):
     assert "acme.filters.Auth" in only_issue(issues_of(write, text)).message
     supported.register_extension("http_filter", "acme.filters.Auth")
     assert issues_of(write, text) == []
+
+
+# -- --allow-unimplemented never weakens security (issue 8) -------------------------------------
+
+TLS_SOCKET = """\
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+"""
+
+
+def _with_http_filter(type_url: str, name: str = "f") -> str:
+    return edit(BASE_YAML, ROUTER_FILTER, f"""\
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/{type_url}
+""" + ROUTER_FILTER)
+
+
+@pytest.mark.parametrize("type_name", [
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+    "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+    "envoy.extensions.filters.http.wasm.v3.Wasm",
+    "envoy.extensions.filters.http.lua.v3.Lua",
+])
+def test_filters_that_deny_stay_errors_with_allow_unimplemented(write, type_name):
+    issues = issues_of(write, _with_http_filter(type_name), allow_unimplemented=True)
+    issue = only_issue([i for i in issues if i.severity == "error"])
+    assert issue.field_path == f"{HCM_PATH}.http_filters[0].typed_config"
+    assert "refused even with --allow-unimplemented" in issue.message
+    assert "it can deny traffic" in issue.message
+
+
+def test_filter_that_cannot_deny_is_a_warning_with_allow_unimplemented(write):
+    text = _with_http_filter("envoy.extensions.filters.http.cors.v3.Cors")
+    assert has_errors(issues_of(write, text))
+    issues = issues_of(write, text, allow_unimplemented=True)
+    assert not has_errors(issues)
+    assert any("envoy.extensions.filters.http.cors.v3.Cors" in i.message for i in issues)
+
+
+def test_listener_tls_stays_an_error_with_allow_unimplemented(write):
+    text = edit(BASE_YAML, "    - filters:\n", "    - filters:\n") .replace(
+        "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n",
+        "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n"
+        + TLS_SOCKET, 1)
+    issues = issues_of(write, text, allow_unimplemented=True)
+    issue = only_issue([i for i in issues if i.severity == "error"])
+    assert issue.field_path == "static_resources.listeners[0].filter_chains[0].transport_socket"
+    assert "DownstreamTlsContext would be ignored" in issue.message
+    assert issue.line == line_containing(text, "transport_socket:")
+
+
+def test_cluster_tls_stays_an_error_with_allow_unimplemented(write):
+    text = edit(BASE_YAML, "    lb_policy: ROUND_ROBIN\n", """\
+    lb_policy: ROUND_ROBIN
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+""")
+    issue = only_issue(issues_of(write, text, allow_unimplemented=True))
+    assert issue.severity == "error"
+    assert issue.field_path == "static_resources.clusters[0].transport_socket"
+
+
+def test_require_tls_stays_an_error_with_allow_unimplemented(write):
+    text = edit(BASE_YAML, "              domains: [\"*\"]\n",
+                "              domains: [\"*\"]\n              require_tls: ALL\n")
+    issue = only_issue(issues_of(write, text, allow_unimplemented=True))
+    assert issue.severity == "error" and issue.field_path.endswith("virtual_hosts[0].require_tls")
+
+
+# -- listeners Outrider cannot serve, and other config kinds ------------------------------------
+
+TCP_PROXY_LISTENER = """\
+  - name: tcp
+    address:
+      socket_address: {address: 0.0.0.0, port_value: 10001}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: backend
+"""
+
+
+def test_tcp_proxy_listener_is_an_error_or_named_and_skipped(write):
+    text = edit(BASE_YAML, "  clusters:\n", TCP_PROXY_LISTENER + "  clusters:\n")
+    assert has_errors(issues_of(write, text))
+    loaded = load_bootstrap(write(text))
+    issues = validate(loaded, allow_unimplemented=True)
+    assert not has_errors(issues)
+    skipped = [i for i in issues if "is skipped" in i.message]
+    assert [(i.field_path, i.line) for i in skipped] == [
+        ("static_resources.listeners[1]", line_containing(text, "- name: tcp"))]
+    assert "listener 'tcp' is skipped: its network filters " \
+           "(envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy) are not implemented" \
+           in skipped[0].message
+    assert unservable_listeners(loaded.bootstrap) == [(1, skipped[0].message.split(": ", 1)[1])]
+
+
+def test_internal_listener_is_not_implemented_not_address_is_necessary(write):
+    text = edit(BASE_YAML, "    address:\n      socket_address: {address: 0.0.0.0, port_value: 10000}\n",
+                "    internal_listener: {}\n")
+    issue = only_issue(issues_of(write, text))
+    assert issue.field_path == "static_resources.listeners[0].internal_listener"
+    assert issue.message == "internal listeners are not implemented by Outrider"
+    warnings = issues_of(write, text, allow_unimplemented=True)
+    assert any("listener 'l0' is skipped: internal listeners" in i.message for i in warnings)
+
+
+def test_no_listeners_and_no_admin_is_a_warning(write):
+    issue = only_issue(issues_of(write, "static_resources: {}\n"))
+    assert issue.severity == "warning" and "no listeners and no admin" in issue.message
+
+
+def test_what_the_server_cannot_build_is_found_by_validate(write):
+    # An invalid rewrite escape passes the table and semantic checks but not the route table.
+    text = edit(BASE_YAML, "{cluster: backend}", """
+                  cluster: backend
+                  regex_rewrite: {pattern: {regex: "^/(.*)"}, substitution: "/\\\\9"}""")
+    issue = only_issue(issues_of(write, text))
+    assert issue.severity == "error" and issue.message.startswith("cannot be built: ")
+
+
+def test_listener_without_network_filters_is_skipped_with_a_warning(write):
+    # Envoy accepts a filter chain without filters; Outrider has nothing to run on it.
+    text = edit(BASE_YAML, "  clusters:\n", """\
+  - name: bare
+    address:
+      socket_address: {address: 0.0.0.0, port_value: 10001}
+    filter_chains:
+    - filters: []
+  clusters:
+""")
+    issue = only_issue(issues_of(write, text))
+    assert (issue.severity, issue.field_path) == ("warning", "static_resources.listeners[1]")
+    assert issue.message == "listener 'bare' is skipped: it has no network filters"
