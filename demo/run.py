@@ -14,7 +14,8 @@ def main() -> int:
                                   "10001", "10002", "10003"])
     print("\n  proxy:  curl -v http://127.0.0.1:10000/api/anything\n"
           "  direct: curl http://127.0.0.1:10000/hello\n"
-          "  admin:  curl http://127.0.0.1:9901/stats  (and /clusters, /ready, /server_info)\n",
+          "  admin:  curl http://127.0.0.1:9901/stats  (and /clusters, /ready, /server_info)\n"
+          "\n  Ctrl-C stops the proxy and the demo upstreams.\n",
           flush=True)
     try:
         return subprocess.call([sys.executable, "-m", "outrider", "-c",

@@ -21,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config-path", help="Envoy v3 bootstrap (.yaml, .yml or .json)")
     parser.add_argument("--mode", choices=("serve", "validate"), default="serve")
     parser.add_argument("-l", "--log-level", choices=sorted(_LEVELS), default="info")
+    parser.add_argument("--log-format", default=None,
+                        help="log line pattern, Envoy's (spdlog) flags; default "
+                             "'[%%Y-%%m-%%d %%T.%%e][%%t][%%l][%%n] [%%g:%%#] %%v'")
+    parser.add_argument("--log-path", help="write logs to this file instead of stderr")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="worker count (accepted; one worker until multi-process lands)")
     parser.add_argument("--base-id", type=int, default=0, help="accepted for compatibility")
@@ -34,41 +38,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=_LEVELS[args.log_level], stream=sys.stderr,
-                        format="[%(asctime)s][%(levelname)s][%(name)s] %(message)s")
+    from outrider.server import log_format
+
+    try:
+        log_format.configure(_LEVELS[args.log_level], args.log_format or log_format.DEFAULT_FORMAT,
+                             args.log_path)
+    except (log_format.UnknownFlag, OSError) as error:
+        print(f"outrider: --log-format/--log-path: {error}", file=sys.stderr)
+        return 1
     if not args.config_path:
         print("outrider: -c/--config-path is required", file=sys.stderr)
         return 1
 
-    from outrider.config.errors import ConfigError
-    from outrider.config.loader import load_bootstrap
-    from outrider.config.validate import validate
-
-    try:
-        loaded = load_bootstrap(args.config_path)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    loaded = load_and_report(args.config_path, args.allow_unimplemented)
+    if loaded is None:
         return 1
-    issues = validate(loaded, allow_unimplemented=args.allow_unimplemented)
-    for issue in issues:
-        print(issue, file=sys.stderr)
-    errors = [i for i in issues if i.severity == "error"]
     if args.mode == "validate":
-        if errors:
-            print(f"configuration '{args.config_path}' is invalid: {len(errors)} error(s)",
-                  file=sys.stderr)
-            return 1
         print(f"configuration '{args.config_path}' OK")
         return 0
-    if errors:
-        return 1
     return serve(loaded.bootstrap, args)
+
+
+def load_and_report(config_path: str, allow_unimplemented: bool):
+    """Load and check the config, printing every problem in one format to stderr.
+
+    Returns the LoadedConfig to serve, without the listeners Outrider cannot serve (validate()
+    warned about each by name), or None when the config has errors.
+    """
+    from outrider.config.errors import ConfigError
+    from outrider.config.loader import load_bootstrap
+    from outrider.config.validate import unservable_listeners, validate
+
+    try:
+        loaded = load_bootstrap(config_path)
+    except ConfigError as error:
+        issues = error.issues
+    else:
+        issues = validate(loaded, allow_unimplemented=allow_unimplemented)
+    for issue in issues:
+        print(issue, file=sys.stderr)
+    errors = sum(issue.severity == "error" for issue in issues)
+    if errors:
+        print(f"configuration '{config_path}' is invalid: {errors} error(s)", file=sys.stderr)
+        return None
+    listeners = loaded.bootstrap.static_resources.listeners
+    for index, _reason in reversed(unservable_listeners(loaded.bootstrap)):
+        del listeners[index]  # validate() warned about each, by name
+    return loaded
 
 
 def serve(bootstrap, args) -> int:
     import uvloop
 
-    from outrider.server.instance import Server
+    from outrider.server.instance import Server, StartupError
     from outrider.server.limits import raise_open_files_limit
     from outrider.server.memory import tune_malloc
 
@@ -76,12 +98,17 @@ def serve(bootstrap, args) -> int:
     raise_open_files_limit()
     options = {"config_path": args.config_path, "concurrency": args.concurrency,
                "admin_address_path": args.admin_address_path}
+    log = logging.getLogger("outrider")
+    if args.concurrency > 1:
+        log.warning("--concurrency %d: one worker runs (multi-process workers are not "
+                    "implemented yet)", args.concurrency)
     server = Server(bootstrap, options)
     try:
         uvloop.run(server.serve())
-    except OSError as error:
-        logging.getLogger("outrider").error("cannot start: %s", error)
+    except StartupError as error:
+        log.critical("error initializing configuration '%s': %s", args.config_path, error)
         return 1
+    log.info("exiting")
     return 0
 
 

@@ -594,18 +594,19 @@ class ClientCodec(_Http1Parser):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            raise self._callback_failure(exc) from None
+            error = self._callback_failure(exc)
+            if isinstance(error, CodecError):
+                self._release_held()
+            raise error from None
         except httptools.HttpParserUpgrade:
             # A 101 nobody asked for (Outrider sends no upgrades upstream).
+            self._release_held()
             raise CodecError(502, "", "protocol error") from None
         except httptools.HttpParserError:
+            self._release_held()
             raise CodecError(502, "", "protocol error") from None
-        held = self._held
-        if held is not None:
-            self._held = None
-            decoder = self.decoder
-            if decoder is not None:
-                decoder.on_response_data(held)
+        if self._held is not None:
+            self._release_held()
         if self._in_head:
             # The read ended inside the head. A response starts at its read's first byte
             # (nothing is pipelined upstream), so such reads are all head: counted whole, they
@@ -613,6 +614,13 @@ class ClientCodec(_Http1Parser):
             self._unfinished += len(data)
             if self._unfinished > self._max_head_bytes:
                 raise CodecError(502, "", "protocol error")
+
+    def _release_held(self) -> None:
+        """Deliver the body bytes held back in this read: it ended without the response's end
+        (or before an error, so what was relayed does not depend on how reads are cut)."""
+        held, self._held = self._held, None
+        if held is not None and self.decoder is not None:
+            self.decoder.on_response_data(held)
 
     def on_message_begin(self) -> None:
         if not self._awaiting:

@@ -23,6 +23,7 @@ from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.header_rules import mutate_request_headers, mutate_response_headers
 from outrider.http.headers import RequestHeaders, ResponseHeaders
 from outrider.http.path import merge_slashes, normalize_path, unescape_slashes
+from outrider.net.ids import next_stream_id
 
 if TYPE_CHECKING:
     from outrider.http.conn_manager import ConnectionManager
@@ -47,7 +48,7 @@ class ActiveStream:
     """One request/response exchange: header rules, routing, and the response's encoder."""
 
     __slots__ = (
-        "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
+        "_id", "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
         "headers_complete", "request_complete", "response_started", "response_complete",
         "close_connection", "encoder", "head_request", "deferred", "start_time",
         "response_flags", "internal", "route", "end_decoded", "local_error", "upgrade",
@@ -56,6 +57,7 @@ class ActiveStream:
     )
 
     def __init__(self, cm: ConnectionManager, encoder) -> None:
+        self._id = 0  # for log lines: drawn when first logged (a draw costs the hot path)
         self.cm = cm
         self.encoder = encoder  # the codec's, for this stream's response
         self.request_headers = _NO_HEADERS  # until the codec delivers them
@@ -92,6 +94,13 @@ class ActiveStream:
         stats.downstream_rq_total.value += 1
         stats.downstream_rq_http1_total.value += 1
         stats.downstream_rq_active.value += 1
+
+    @property
+    def id(self) -> int:
+        """The stream's id in log lines (``[S17]``), unique in the process."""
+        if not self._id:
+            self._id = next_stream_id()
+        return self._id
 
     # -- decoding -------------------------------------------------------------------------------
 
@@ -299,6 +308,9 @@ class ActiveStream:
             self._decode_end()
 
     def on_downstream_reset(self) -> None:
+        if self.cm.debug and not self.response_complete:
+            log.debug("[C%d][S%d] stream reset: the connection closed before the response "
+                      "ended", self.cm.connection.id, self.id)
         self._cancel_timers()
         self._end_active()
         if not self.response_complete and self.response_flags == "-":
@@ -385,15 +397,26 @@ class ActiveStream:
     def _complete(self) -> None:
         self.response_complete = True
         self._cancel_timers()
+        cm = self.cm
+        if cm.debug:
+            self._log_done()
         # Break the stream <-> router cycle so reference counting frees both at once; leaving
         # it to the cyclic GC costs a collection every few hundred requests.
         self.router = None
-        cm = self.cm
         if self._active:
             self._active = False
             cm.stats.downstream_rq_active.value -= 1
         cm.stats.count_response(self.response_status)
         cm.on_stream_done(self)
+
+    def _log_done(self) -> None:
+        """The request's debug line: what was asked, what was answered, by whom, how fast."""
+        headers = self.request_headers
+        log.debug("[C%d][S%d] %s %s (host %s) -> %d, flags %s, upstream %s, %.3f ms",
+                  self.cm.connection.id, self.id, headers.method, headers.path,
+                  headers.authority or "-", self.response_status, self.response_flags,
+                  self.router.upstream_remote_address if self.router is not None else "-",
+                  (time.time() - self.start_time) * 1000)
 
     def _end_active(self) -> None:
         if self._active:

@@ -71,6 +71,9 @@ class ConnectionManager:
         self.connection = connection
         self.loop = loop
         self.stats = stats
+        # Per-request debug lines, decided once per connection: a disabled level costs the
+        # hot path one attribute test, not a logging call.
+        self.debug = log.isEnabledFor(logging.DEBUG)
         # per connection
         self.codec = ServerCodec(self, connection, config.max_request_headers_kb,
                                  config.max_headers_count, config.allow_absolute_url,

@@ -13,16 +13,18 @@ import logging
 
 from outrider.http.conn_manager import ConnectionManager
 from outrider.net.flush import CoalescingWriter, flush_scheduler
+from outrider.net.ids import next_connection_id
 
 log = logging.getLogger("outrider.net")
 
 
 class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
-    __slots__ = ("factory", "transport", "manager", "remote_ip", "remote_address",
+    __slots__ = ("id", "factory", "transport", "manager", "remote_ip", "remote_address",
                  "local_address", "closed", "write_blocked", "_read_disabled", "_out",
                  "_out_bytes", "_flusher")
 
     def __init__(self, factory) -> None:
+        self.id = next_connection_id()  # for log lines
         self.factory = factory  # ListenerFactory: config, router factory, stats, loop
         self.transport = None
         self.manager: ConnectionManager | None = None

@@ -14,17 +14,19 @@ import logging
 from outrider.codec.framing import CLOSE
 from outrider.codec.http1 import ClientCodec, CodecError
 from outrider.net.flush import CoalescingWriter, flush_scheduler
+from outrider.net.ids import next_connection_id
 
 log = logging.getLogger("outrider.net")
 
 
 class UpstreamConnection(CoalescingWriter, asyncio.Protocol):
     __slots__ = (
-        "pool", "transport", "codec", "request", "requests_served", "closed",
+        "id", "pool", "transport", "codec", "request", "requests_served", "closed",
         "idle_since", "_read_disabled", "_release_pending", "_out", "_out_bytes", "_flusher",
     )
 
     def __init__(self, pool) -> None:
+        self.id = next_connection_id()  # for log lines
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.codec = ClientCodec(self, pool.settings.max_response_headers_kb)

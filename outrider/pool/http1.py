@@ -15,10 +15,13 @@ close, and idle ones close at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 
 from outrider.net.upstream import UpstreamConnection
 from outrider.upstream.resource_manager import ResourceManager
+
+log = logging.getLogger("outrider.pool")
 
 
 class Http1ConnPool:
@@ -166,6 +169,7 @@ class Http1ConnPool:
             else:
                 reason = "remote connection failure"
             self.stats.upstream_cx_connect_fail.inc()
+            log.debug("[C%d] connection to %s: %s", client.id, self.host.address_string, reason)
             self._fail_pending(reason)
             return
         self.clients.add(client)

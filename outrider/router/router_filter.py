@@ -6,10 +6,13 @@ context for ``%UPSTREAM_REMOTE_ADDRESS%``-style header values, as Envoy's router
 
 from __future__ import annotations
 
+import logging
 import random
 
 from outrider.http import local_reply
 from outrider.router.upstream_request import UpstreamRequest
+
+log = logging.getLogger("outrider.router")
 
 
 class RouterConfig:
@@ -200,6 +203,8 @@ class RouterFilter:
         self._cancel_timer()
         self.upstream = None
         stream = self.stream
+        log.debug("[C%d][S%d] upstream reset: %s (%s), host %s", stream.cm.connection.id,
+                  stream.id, reason, flag, self.upstream_remote_address)
         stream.response_flags = flag
         if stream.response_started:
             stream.cm.close(abort=True)
@@ -223,6 +228,9 @@ class RouterFilter:
         """The route timeout passed: 504 before the response started, a reset after."""
         self.deadline = None
         self.cluster.stats.upstream_rq_timeout.inc()
+        log.debug("[C%d][S%d] upstream request timeout (%g s), host %s",
+                  self.stream.cm.connection.id, self.stream.id, self.route.timeout,
+                  self.upstream_remote_address)
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.reset()

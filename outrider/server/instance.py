@@ -2,7 +2,8 @@
 
 Startup follows Envoy's order: clusters first (STRICT_DNS clusters warm with their first
 resolution), then listeners, then the admin listener; SIGTERM and SIGINT stop it, as does
-``POST /quitquitquit``.
+``POST /quitquitquit``. SIGHUP and SIGUSR1 are logged and ignored until they get their meanings
+(config reload, log reopening): their default action would kill the process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ from outrider.upstream.cluster_manager import ClusterManager
 log = logging.getLogger("outrider")
 
 
+class StartupError(Exception):
+    """The server cannot start (a listener cannot bind); the message names what and why."""
+
+
+# Signals that stop the server, and those that must not kill it: why each is ignored for now.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_IGNORED_SIGNALS = {
+    signal.SIGHUP: "config reload on SIGHUP is not implemented yet",
+    signal.SIGUSR1: "log reopening on SIGUSR1 is not implemented yet",
+}
+
+
 class Server:
     def __init__(self, bootstrap: bootstrap_pb2.Bootstrap, options: dict | None = None) -> None:
         self.bootstrap = bootstrap
@@ -41,19 +54,30 @@ class Server:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         resources = self.bootstrap.static_resources
+        log.info("loading %d cluster(s)", len(resources.clusters))
         self.cluster_manager = ClusterManager(
             [ClusterSettings.from_proto(c) for c in resources.clusters], self.stats, loop)
         await self.cluster_manager.start()
+        log.info("all clusters initialized")
+        log.info("loading %d listener(s)", len(resources.listeners))
         for listener in resources.listeners:
             factory = ListenerFactory(listener, self.cluster_manager, self.stats, loop)
-            await factory.start()
+            try:
+                await factory.start()
+            except OSError as error:
+                raise StartupError(f"cannot bind listener '{listener.name or '-'}' to "
+                                   f"{factory.bound_address}: {error.strerror or error}") from error
             self.listeners.append(factory)
-            log.info("listener %s on %s", listener.name or "-", factory.bound_address)
+            log.info("listener '%s' listening on %s", listener.name or "-", factory.bound_address)
         if self.bootstrap.HasField("admin"):
             sock = self.bootstrap.admin.address.socket_address
             self.admin = AdminServer(self, sock.address or "127.0.0.1", sock.port_value)
-            await self.admin.start(loop)
-            log.info("admin on %s:%d", self.admin.address, self.admin.port)
+            try:
+                await self.admin.start(loop)
+            except OSError as error:
+                raise StartupError(f"cannot bind the admin listener to {self.admin.address}:"
+                                   f"{self.admin.port}: {error.strerror or error}") from error
+            log.info("admin address: %s:%d", self.admin.address, self.admin.port)
             path = self.options.get("admin_address_path")
             if path:
                 with open(path, "w") as f:
@@ -67,11 +91,24 @@ class Server:
         # the young generation can wait longer between collections.
         gc.set_threshold(20_000, 20, 20)
         self.state = "LIVE"
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        self._handle_signals(loop)
+        log.info("starting main dispatch loop")
+
+    def _handle_signals(self, loop) -> None:
+        handlers = {sig: self._on_stop_signal for sig in _STOP_SIGNALS}
+        handlers.update((sig, self._on_ignored_signal) for sig in _IGNORED_SIGNALS)
+        for sig, handler in handlers.items():
             try:
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, handler, sig)
             except (NotImplementedError, RuntimeError):
-                log.debug("no signal handler for %s in this thread", sig)
+                log.debug("no signal handler for %s in this thread", sig.name)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log.warning("caught %s", sig.name)
+        self.stop()
+
+    def _on_ignored_signal(self, sig: signal.Signals) -> None:
+        log.warning("caught %s: ignored (%s)", sig.name, _IGNORED_SIGNALS[sig])
 
     def stop(self) -> None:
         if self._stopped is not None:
@@ -81,6 +118,7 @@ class Server:
         await self._stopped.wait()
 
     def shutdown(self) -> None:
+        log.info("shutting down server instance")
         self.state = "DRAINING"
         for factory in self.listeners:
             factory.close()
