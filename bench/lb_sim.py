@@ -1,13 +1,15 @@
 """Deterministic simulation of benchmark 2 of issue 3 (tail latency with one slow host).
 
     python bench/lb_sim.py [--duration 30] [--seed 1] [--proxy-us 0]
-                           [--stall-every S --stall-ms D] [--host-concurrency N]
+                           [--stall-every S --stall-ms D] [--startup-stall-ms D]
+                           [--host-concurrency N]
                            [--variants rr,lr,ewma,ewma-healthy,lr-healthy]
                            [--ewma key=value ...] [--set key=value ...]
 
     python bench/lb_sim.py --proxy-us 120                                   # issue 3's setting
     python bench/lb_sim.py --proxy-us 120 --set latency_ratio_limit=0       # Finagle/tower rule
     python bench/lb_sim.py --proxy-us 120 --stall-every 1 --stall-ms 20     # a stalling loop
+    python bench/lb_sim.py --proxy-us 120 --duration 10 --startup-stall-ms 30   # issue 8
 
 Not a benchmark of Outrider's speed: a discrete-event model of ``bench/slow_host.py`` on a
 simulated clock, so a load-balancing policy can be studied on a busy machine and the same seed
@@ -32,13 +34,16 @@ The model:
   45% on the way out (read the response, ``on_request_complete``, write downstream). With 0 the
   proxy is infinitely fast. ``--stall-every S --stall-ms D``: on average every S seconds
   (exponential gaps) the loop is blocked for D ms (a GC pause, a long callback, a neighbour
-  stealing the core); work queued behind it waits.
+  stealing the core); work queued behind it waits. ``--startup-stall-ms D``: one such stall 1 ms
+  in, while the first requests are out (a fresh proxy's first responses wait for its loop, so
+  every host's first sample is inflated: issue 8).
 * The balancer's RTT sample is what the router measures: from the moment the upstream request
   starts (end of the inbound work) to the moment the response is handled (end of the outbound
   work), so it includes the time the response waited for the loop, as in the real proxy.
 
 Reported per variant: simulated req/s, p50/p99/p99.9 of the client latency (after
-``--warmup``), the slow host's share of the requests, and the mean number of requests in flight on
+``--warmup``) with wrk's coordinated-omission correction applied as wrk does (``wrk_corrected``:
+the benchmark's numbers are wrk's), the slow host's share of the requests, and the mean number of requests in flight on
 the slow host. For peak EWMA also the estimates the balancer ended with (fast hosts' median and
 the slow host's peak estimates). ``--ewma`` adds fields to the peak EWMA config (TypedStruct
 value); ``--set`` overrides balancer attributes after construction (e.g.
@@ -80,6 +85,7 @@ class Scenario:
     client_gap_us: float = 20.0
     stall_every: float = 0.0  # mean seconds between loop stalls; 0 = none
     stall_ms: float = 0.0
+    startup_stall_ms: float = 0.0  # one stall right after the first requests went out
     host_concurrency: int = 0  # requests a host serves at once, FIFO beyond that; 0 = unlimited
     recover_at: float = 0.0  # the slow host turns fast at this simulated second; 0 = never
     slow_from: float = 0.0  # the slow host is fast until this simulated second
@@ -126,6 +132,26 @@ def variants(ewma_values: dict) -> dict[str, Variant]:
         Variant("lr-healthy", "LEAST_REQUEST, all healthy", {"lb_policy": "LEAST_REQUEST"},
                 False),
     )}
+
+
+def wrk_corrected(latencies: list[float], connections: int, duration: float) -> list[float]:
+    """The latencies as wrk reports them: wrk (``stats_correct``) corrects for coordinated
+    omission with ``interval`` = duration / (requests / connections), the mean time between one
+    connection's requests: each latency ``L`` ≥ 2 × interval also counts at L − interval,
+    L − 2 × interval, ... while above the interval (the requests that connection would have sent
+    meanwhile). So one 50 ms response counts ~7 times at ~8k req/s over 50 connections."""
+    if len(latencies) < connections:
+        return sorted(latencies)
+    interval = duration / (len(latencies) // connections)
+    out = list(latencies)
+    for value in latencies:
+        if value >= 2 * interval:
+            m = value - interval
+            while m > interval:
+                out.append(m)
+                m -= interval
+    out.sort()
+    return out
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -201,8 +227,10 @@ def simulate(variant: Variant, sc: Scenario, attrs: dict | None = None) -> Resul
     if sc.stall_every > 0 and sc.stall_ms > 0:
         t = rng.expovariate(1.0 / sc.stall_every)
         while t < end:
-            push(t, _STALL, None)
+            push(t, _STALL, sc.stall_ms)
             t += rng.expovariate(1.0 / sc.stall_every)
+    if sc.startup_stall_ms > 0:
+        push(0.001, _STALL, sc.startup_stall_ms)
 
     proxy_free = 0.0
     latencies: list[float] = []
@@ -252,9 +280,10 @@ def simulate(variant: Variant, sc: Scenario, attrs: dict | None = None) -> Resul
                 latencies.append(t - req[0])
             push(t + gap, _ARRIVE, [t + gap, None, 0.0])
         else:  # _STALL: the loop is blocked; work queued after this point waits
-            proxy_free = max(proxy_free, t) + sc.stall_ms / 1000.0
+            proxy_free = max(proxy_free, t) + req / 1000.0
 
     latencies.sort()
+    reported = wrk_corrected(latencies, sc.connections, sc.duration)
     total = sum(per_host.values())
     notes = ""
     estimate = getattr(lb, "estimate", None)
@@ -269,8 +298,8 @@ def simulate(variant: Variant, sc: Scenario, attrs: dict | None = None) -> Resul
         notes += f", slow host requests per second after it {what} s: {slow_after_recovery}"
     return Result(
         variant=variant, requests=len(latencies), rps=len(latencies) / sc.duration,
-        p50=percentile(latencies, 0.50), p99=percentile(latencies, 0.99),
-        p999=percentile(latencies, 0.999),
+        p50=percentile(reported, 0.50), p99=percentile(reported, 0.99),
+        p999=percentile(reported, 0.999),
         slow_share=(per_host[slow_host] / total if slow_host is not None and total else
                     float("nan")),
         slow_in_flight=(slow_busy_integral / sc.duration if slow_host is not None else

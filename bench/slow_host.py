@@ -6,15 +6,17 @@
 Ten upstream hosts (``bench/slow_origin.py``, one process pinned to core 1) with a fixed service
 time of 5 ms, except one at 50 ms; a closed loop of 50 connections (``wrk -t1 -c50``, core 1)
 through the proxy (core 0). Measured, in the same run, each with a fresh proxy, 1 s warm-up,
-round-robin over the variants ``--repeat`` times and the median reported:
+round-robin over the variants ``--repeat`` times; the median is reported, and every run and the
+worst next to it (a tail that holds only in some runs is not a tail that holds):
 
 * Outrider ROUND_ROBIN, LEAST_REQUEST and peak EWMA (``outrider.lb.peak_ewma``, decay 10 s);
 * Outrider peak EWMA with all ten hosts at 5 ms: the all-healthy baseline;
 * Envoy ROUND_ROBIN and LEAST_REQUEST, and Envoy LEAST_REQUEST all-healthy for reference.
 
-Targets (issue 3): Outrider peak EWMA p99.9 ≤ 2× the all-healthy baseline's p99.9, and ≤ 0.5×
-Envoy LEAST_REQUEST's p99.9. "slow host share" is the fraction of the measured requests the
-slow host served (counted by the origin). See bench/README.md.
+Targets (issues 3 and 8), checked for every run of peak EWMA: p99.9 ≤ 2× the all-healthy
+baseline's p99.9 and ≤ 0.5× Envoy LEAST_REQUEST's p99.9 (the references' medians over their
+runs); "target held in N of M runs". "slow host share" is the fraction of the measured requests
+the slow host served (counted by the origin). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -90,18 +92,26 @@ def origin_counts(port: int) -> list[int]:
     return json.loads(body)["counts"]
 
 
-def slow_share(probe: tuple[object, object], hosts: int) -> float | None:
-    """The slow host's share of the requests the slow-host set served during the run."""
+def slow_served(probe: tuple[object, object], hosts: int) -> tuple[int, int]:
+    """(requests the slow host served, requests the slow-host set served) during the run."""
     before, after = probe
     served = [a - c for a, c in zip(after[:hosts], before[:hosts], strict=True)]
-    total = sum(served)
-    return served[hosts - 1] / total if total else None
+    return served[hosts - 1], sum(served)
 
 
 @dataclass
 class Run:
     m: b.Measurement
-    slow_share: float | None  # fraction of the run's requests served by the slow host
+    slow: int | None  # requests the slow host served during the run (None: all-healthy set)
+    served: int  # requests the hosts served during the run
+
+    @property
+    def p999(self) -> float:
+        return self.m.wrk.latency_us["p999"]
+
+    @property
+    def slow_share(self) -> float | None:
+        return self.slow / self.served if self.slow is not None and self.served else None
 
 
 def summarize(runs: list[Run]) -> dict[str, float]:
@@ -110,6 +120,7 @@ def summarize(runs: list[Run]) -> dict[str, float]:
     shares = [r.slow_share for r in runs if r.slow_share is not None]
     return {
         **lat,
+        "worst_p999": max(r.p999 for r in runs),
         "rps": b.median(rps),
         "spread": b.spread_percent(rps),
         "cpu_us": b.median(r.m.cpu_us_per_request for r in runs),
@@ -119,9 +130,16 @@ def summarize(runs: list[Run]) -> dict[str, float]:
     }
 
 
-def targets(results: dict[str, dict[str, float]]) -> tuple[list[str], bool | None]:
-    ewma = results.get(EWMA)
-    if ewma is None:
+def fmt_share(share: float | None) -> str:
+    # Three decimals: a p99.9 target lives or dies on shares of a few hundredths of a percent.
+    return "–" if share is None or share != share else f"{100 * share:.3f}%"
+
+
+def targets(results: dict[str, dict[str, float]], runs: dict[str, list[Run]]
+            ) -> tuple[list[str], bool | None]:
+    """Each peak EWMA run against the reference's median p99.9: PASS only if every run holds."""
+    ewma_runs = runs.get(EWMA)
+    if not ewma_runs:
         return ["Targets not evaluated: the peak EWMA variant was not run."], None
     lines, verdicts = [], []
     for key, factor, what in ((BASELINE, 2.0, "the all-healthy baseline (Outrider peak EWMA, "
@@ -131,49 +149,77 @@ def targets(results: dict[str, dict[str, float]]) -> tuple[list[str], bool | Non
         if ref is None:
             lines.append(f"- peak EWMA p99.9 ≤ {factor:g}× {what}: not evaluated ({key} not run)")
             continue
-        ok = ewma["p999"] <= factor * ref["p999"]
+        bound = factor * ref["p999"]
+        held = sum(r.p999 <= bound for r in ewma_runs)
+        ok = held == len(ewma_runs)
         verdicts.append(ok)
-        lines.append(f"- **{'PASS' if ok else 'FAIL'}**: peak EWMA p99.9 {b.fmt_ms(ewma['p999'])} "
-                     f"ms ≤ {factor:g}× {what} ({factor:g} × {b.fmt_ms(ref['p999'])} = "
-                     f"{b.fmt_ms(factor * ref['p999'])} ms); ratio "
-                     f"{b.fmt_ratio(ewma['p999'] / ref['p999'])}")
+        worst = max(r.p999 for r in ewma_runs)
+        lines.append(f"- **{'PASS' if ok else 'FAIL'}**: peak EWMA p99.9 ≤ {factor:g}× {what}: "
+                     f"target held in {held} of {len(ewma_runs)} runs ({factor:g} × median "
+                     f"{b.fmt_ms(ref['p999'])} = {b.fmt_ms(bound)} ms; worst run "
+                     f"{b.fmt_ms(worst)} ms, ratio {b.fmt_ratio(worst / ref['p999'])}; median "
+                     f"{b.fmt_ms(results[EWMA]['p999'])} ms)")
     return lines, (all(verdicts) if verdicts else None)
 
 
+def per_run_table(args: argparse.Namespace, runs: dict[str, list[Run]]) -> str:
+    """p99.9 of every run, and for the one-slow-host variants the slow host's requests."""
+    header = ["variant", *(f"run {i + 1}" for i in range(args.repeat)), "worst"]
+    rows = []
+    for key in args.variants:
+        p999 = [r.p999 for r in runs[key]]
+        rows.append([VARIANTS[key].title + " p99.9 ms", *(b.fmt_ms(p) for p in p999),
+                     f"**{b.fmt_ms(max(p999))}**"])
+        if VARIANTS[key].slow:
+            counts = [r.slow for r in runs[key]]
+            rows.append(["… slow host requests", *(f"{c:,}" for c in counts),
+                         f"{max(counts):,}"])
+    return b.markdown_table(header, rows)
+
+
 def report(args: argparse.Namespace, facts: list[tuple[str, str]],
-           results: dict[str, dict[str, float]]) -> tuple[str, bool | None]:
+           results: dict[str, dict[str, float]], runs: dict[str, list[Run]]
+           ) -> tuple[str, bool | None]:
     header = ["variant", "req/s", "req/s spread", "p50 ms", "p99 ms", "p99.9 ms",
-              "slow host share", "CPU µs/req", "proxy CPU %"]
+              "worst p99.9 ms", "slow host share", "CPU µs/req", "proxy CPU %"]
     rows = []
     for key in args.variants:
         s = results[key]
-        share = "–" if s["slow_share"] != s["slow_share"] else f"{100 * s['slow_share']:.1f}%"
         rows.append([VARIANTS[key].title, f"{s['rps']:,.0f}",
                      f"±{s['spread'] / 2:.0f}%" if s["repeats"] > 1 else "–",
                      b.fmt_ms(s["p50"]), b.fmt_ms(s["p99"]), f"**{b.fmt_ms(s['p999'])}**",
-                     share if VARIANTS[key].slow else "–",
+                     b.fmt_ms(s["worst_p999"]),
+                     fmt_share(s["slow_share"]) if VARIANTS[key].slow else "–",
                      f"{s['cpu_us']:.0f}", f"{s['cpu_pct']:.0f}"])
-    target_lines, verdict = targets(results)
+    target_lines, verdict = targets(results, runs)
     text = "\n".join([
-        "## Tail latency with one slow host (`make bench-lb`, issue 3)",
+        "## Tail latency with one slow host (`make bench-lb`, issues 3 and 8)",
         "",
         (f"`bench/slow_host.py --duration {args.duration:g} --repeat {args.repeat}`: "
          f"{args.hosts} upstream hosts at {args.fast_ms:g} ms service time, one at "
          f"{args.slow_ms:g} ms (bench/slow_origin.py, core 1); closed loop, "
          f"`wrk -t1 -c{args.connections}` (core 1); proxy on core 0 (Envoy `--concurrency 1`). "
          f"Fresh proxy per run, {args.warmup:g} s warm-up, {args.duration:g} s measured, "
-         f"variants alternated, median of {args.repeat}. Every response was checked to be 2xx."),
+         f"variants alternated, median of {args.repeat} (every run below). Every response was "
+         "checked to be 2xx."),
         "",
         b.facts_markdown(facts),
         "",
         b.markdown_table(header, rows),
         "",
         ("slow host share: fraction of the measured requests the slow host served (round robin "
-         f"gives 1/{args.hosts}); p99.9 can only stay below the slow host's service time when "
-         "this share is under 0.1%. proxy CPU % near 100 means the proxy's core was saturated, "
-         "and the latencies then include queueing in the proxy."),
+         f"gives 1/{args.hosts}), median over the runs. wrk corrects latencies for coordinated "
+         "omission (each response slower than twice the mean per-connection interval also counts "
+         "at its latency minus 1, 2, ... intervals), so one slow-host response counts ~7 times "
+         "and a few hundredths of a percent move p99.9 (bench/README.md). proxy CPU % near 100 "
+         "means the proxy's core was saturated, and the latencies then include queueing in the "
+         "proxy."),
         "",
-        "Targets (issue 3):",
+        "Every run:",
+        "",
+        per_run_table(args, runs),
+        "",
+        "Targets (issues 3 and 8; every peak EWMA run is checked):",
         "",
         *target_lines,
         "",
@@ -189,7 +235,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--fast-ms", type=float, default=5.0)
     parser.add_argument("--slow-ms", type=float, default=50.0)
-    parser.add_argument("--check", action="store_true", help="exit 2 when a target fails")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 2 when a target fails in any run")
     args = parser.parse_args()
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
@@ -200,6 +247,7 @@ def main() -> int:
     facts = b.machine_facts()
     workdir = b.make_workdir("outrider-bench-lb-")
     results: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[Run]] = {}
     try:
         with b.Processes(workdir) as procs:
             slow_set, healthy_set = start_origin(procs, args.hosts, args.fast_ms, args.slow_ms)
@@ -212,7 +260,7 @@ def main() -> int:
                 configs[key] = b.write_config(os.path.join(workdir, f"{key}.yaml"),
                                               b.bootstrap(listen_port, admin_port, cluster))
             print(f"configs in {workdir}; slow host on :{slow_set[-1]}", file=sys.stderr)
-            runs: dict[str, list[Run]] = {k: [] for k in args.variants}
+            runs = {k: [] for k in args.variants}
             started = time.monotonic()
             for i in range(args.repeat):
                 for key in args.variants:
@@ -221,13 +269,15 @@ def main() -> int:
                         procs, v.proxy, configs[key], listen_port, admin_port, "/",
                         args.connections, args.duration, warmup=args.warmup,
                         probe=lambda: origin_counts(slow_set[0]))
-                    share = slow_share(m.probe, args.hosts) if v.slow else None
-                    runs[key].append(Run(m, share))
+                    slow, served = slow_served(m.probe, args.hosts)
+                    run = Run(m, slow if v.slow else None, served)
+                    runs[key].append(run)
                     lat = m.wrk.latency_us
                     print(f"[{v.title}] run {i + 1}/{args.repeat}: {m.wrk.rps:8,.0f} req/s  "
                           f"p50 {b.fmt_ms(lat['p50'])}  p99 {b.fmt_ms(lat['p99'])}  "
-                          f"p99.9 {b.fmt_ms(lat['p999'])} ms  "
-                          + (f"slow share {100 * share:.1f}%  " if share is not None else "")
+                          f"p99.9 {b.fmt_ms(lat['p999'])}  max {b.fmt_ms(lat['max'])} ms  "
+                          + (f"slow host {slow} ({fmt_share(run.slow_share)})  " if v.slow
+                             else "")
                           + f"CPU {m.cpu_us_per_request:.0f} µs/req ({m.cpu_percent:.0f}%)",
                           file=sys.stderr)
             for key in args.variants:
@@ -237,7 +287,7 @@ def main() -> int:
         return b.failure_status(error)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text, verdict = report(args, facts, results)
+    text, verdict = report(args, facts, results, runs)
     b.emit_report(text, args.output, "slow_host")
     return 2 if args.check and verdict is False else 0
 

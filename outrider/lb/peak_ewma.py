@@ -6,10 +6,12 @@ Each host carries two time-decayed RTT estimates (``Host.lb_state``, an ``EwmaSt
   time since the host's last sample, and ``seen = estimate × w`` the estimate as the cost function
   sees it now. The *peak* estimate: a sample above ``seen`` becomes the estimate at once
   (slowness is believed immediately); otherwise ``estimate = estimate × w + rtt × (1 − w)``. The
-  *typical* estimate is the same time-weighted EWMA without the peak rule:
-  ``typical = typical × w + rtt × (1 − w)`` for every sample. The first sample replaces the
-  default in both. A failed request never makes a host look faster: its sample is
-  ``max(rtt, default_rtt, seen)``.
+  *typical* estimate is the same time-weighted EWMA without the peak rule, except that a sample
+  weighs at least ``1/n`` (the host's n-th sample): ``typical += (rtt − typical) × max(1 − w,
+  1/n)``. So it starts as the mean of the host's first samples and becomes the time-weighted
+  EWMA once that gives a new sample more weight (for a busy host within milliseconds). The
+  first sample replaces the default in both. A failed request never makes a host look faster:
+  its sample is ``max(rtt, default_rtt, seen)``.
 * **read**: both estimates decay toward zero with the time since the last sample,
   ``× exp(-(now − last sample) / decay_time)``. This is what lets a host that was slow get probed
   again once it has been left alone for a while (tower and Finagle decay on read too). Reading
@@ -20,7 +22,10 @@ Each host carries two time-decayed RTT estimates (``Host.lb_state``, an ``EwmaSt
 * **pick**: ``choice_count`` (default 2) *distinct* hosts drawn uniformly without replacement;
   the cheapest wins, except that a measured candidate whose typical estimate is more than
   ``latency_ratio_limit`` (default 2) times another measured candidate's is never chosen over it
-  (see below; 0 turns the rule off, leaving exactly Finagle's and tower's rule). Drawing with
+  (see below; 0 turns the rule off, leaving exactly Finagle's and tower's rule). A candidate
+  whose last evidence says it is over that limit (its stored typical estimate is more than
+  ``latency_ratio_limit`` times the other's) but that decay has made eligible again is probed
+  one request at a time: while it has a request in flight, the other candidate wins. Drawing with
   replacement (Envoy's LEAST_REQUEST) compares a host with itself once in N² picks, which puts a
   floor of ~1/N² of traffic under even the slowest host.
 
@@ -73,6 +78,27 @@ Measured in ``bench/lb_sim.py`` (20 s): the slow host's share falls from 0.16% t
 p99.9 from 50 ms to the all-healthy 6 ms; it stays at the all-healthy p99.9 with loop stalls of
 10–80 ms, with upstreams whose latency grows with load, and with the proxy saturated. It costs
 one more float per host and two more multiplications per pick.
+
+**Why averaged first samples and one probe at a time** (issue 8: the tail must not depend on
+luck). A host's first samples come from a fresh proxy's first requests, which wait for connects,
+cold code paths, a loop stall or a neighbour on the core. When the typical estimate kept its
+first sample for seconds, a run's fate hung on it: one 30 ms stall while the first requests were
+out made the fast hosts' first samples ~36 ms, their typical estimates stayed above half the slow
+host's 50 ms for ~4.5 s, and meanwhile the slow host was not excluded, took 0.15–0.4% of the
+measured requests and p99.9 was 51 ms (``bench/lb_sim.py --startup-stall-ms 30``; the real proxy
+with the stall injected did the same); averaged, they are under 10 ms ~100 ms in, and the slow
+host is excluded from its first answer on. Where a probe falls is luck too:
+``decay_time × ln(ratio / k)`` after the slow host's last sample, earlier on a busier machine
+(fast hosts' estimates higher), so inside a 10 s run or not. The probing host's cost is then its
+decayed estimate, ~``k ×`` a fast host's latency, against fast hosts costing their latency ×
+(in flight + 1), so every pick that drew it in the 50 ms before its first answer chose it: a
+burst of 4–5 slow requests at 8k req/s, more when a stall had just raised the fast hosts' peak
+estimates. That matters more than the count suggests: wrk corrects for coordinated omission, so
+each 50 ms response counts ~7 times in the benchmark's p99.9, and ~13 of them in a 10 s run
+already miss the 2× target (``bench/README.md``). The first answer tells as much as the burst
+(the time weighting gives the others almost no weight), so a probe is one request. A recovered
+host leaves probation after a few fast probes (with few samples, each moves its typical estimate
+by ``1/n``). Both cost one counter per host and two comparisons per pick.
 """
 
 from __future__ import annotations
@@ -93,14 +119,16 @@ DEFAULT_LATENCY_RATIO_LIMIT = 2.0
 
 
 class EwmaState:
-    """One host's peak and typical RTT estimates (seconds) and its last sample time (clock s)."""
+    """One host's peak and typical RTT estimates (seconds), its last sample time (clock s) and
+    how many samples it has had."""
 
-    __slots__ = ("estimate", "stamp", "typical")
+    __slots__ = ("estimate", "samples", "stamp", "typical")
 
     def __init__(self, estimate: float, stamp: float) -> None:
         self.estimate = estimate
         self.typical = estimate
         self.stamp = stamp
+        self.samples = 1
 
 
 class PeakEwmaLoadBalancer(ZoneAwareLoadBalancer):
@@ -150,7 +178,15 @@ class PeakEwmaLoadBalancer(ZoneAwareLoadBalancer):
         if not success:
             rtt_seconds = max(rtt_seconds, self.default_rtt, seen)
         blend = rtt_seconds * (1.0 - w)
-        state.typical = state.typical * w + blend  # type: ignore[union-attr]
+        # Typical: until the time weighting gives a new sample more weight, the mean of the
+        # samples so far, so the first one (often a startup stall or a connect) is not kept for
+        # seconds: the ratio limit below must not depend on how lucky that sample was.
+        n = state.samples + 1  # type: ignore[union-attr]
+        state.samples = n  # type: ignore[union-attr]
+        share = 1.0 - w
+        if share < 1.0 / n:
+            share = 1.0 / n
+        state.typical += (rtt_seconds - state.typical) * share  # type: ignore[union-attr]
         # Peak: a sample above the decayed estimate replaces it; otherwise it blends in.
         state.estimate = rtt_seconds if rtt_seconds > seen else estimate * w + blend  # type: ignore[union-attr]
         state.stamp = now  # type: ignore[union-attr]
@@ -208,11 +244,18 @@ class PeakEwmaLoadBalancer(ZoneAwareLoadBalancer):
             db = _exp((sb.stamp - now) * inv)  # type: ignore[union-attr]
             limit = self.latency_ratio_limit
             if limit:
-                ta = sa.typical * da  # type: ignore[union-attr]
-                tb = sb.typical * db  # type: ignore[union-attr]
+                ua = sa.typical  # type: ignore[union-attr]
+                ub = sb.typical  # type: ignore[union-attr]
+                ta = ua * da
+                tb = ub * db
                 if ta > limit * tb:
                     return b
                 if tb > limit * ta:
+                    return a
+                # Eligible again only because its estimate decayed: one probe at a time.
+                if a.active_requests and ua > limit * ub:
+                    return b
+                if b.active_requests and ub > limit * ua:
                     return a
             ca = sa.estimate * da * (a.active_requests + 1)  # type: ignore[union-attr]
             cb = sb.estimate * db * (b.active_requests + 1)  # type: ignore[union-attr]
@@ -230,6 +273,10 @@ class PeakEwmaLoadBalancer(ZoneAwareLoadBalancer):
             measured = [t for t in typical if t is not None]
             if len(measured) > 1:
                 cutoff = limit * min(measured)
-                candidates = [h for h, t in zip(candidates, typical, strict=True)
-                              if t is None or t <= cutoff]
+                # As above: a host whose last evidence is over the limit gets one probe at a time.
+                stored = [self.typical(h) for h in candidates]
+                probe_cutoff = limit * min(t for t in stored if t is not None)
+                candidates = [h for h, t, last in zip(candidates, typical, stored, strict=True)
+                              if t is None or (t <= cutoff and not (
+                                  h.active_requests and last > probe_cutoff))]
         return min(candidates, key=lambda h: self.cost(h, now))
