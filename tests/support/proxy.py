@@ -81,6 +81,15 @@ def integration_proxy_kind() -> str:
     return os.environ.get("OUTRIDER_TEST_PROXY", "outrider")
 
 
+def soft_open_files_limit(pid: int) -> int:
+    """A running process's soft limit on open files (``/proc/<pid>/limits``)."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open files limit")
+
+
 def envoy_binary() -> str | None:
     here = os.path.join(os.path.dirname(sys.executable), "envoy")
     return here if os.path.exists(here) else shutil.which("envoy")
