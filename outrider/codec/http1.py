@@ -193,8 +193,8 @@ class ServerCodec(_Http1Parser):
                  accept_http_10: bool = False):
         self.callbacks = callbacks
         self.writer = writer
-        # Whether HTTP/1.0 requests are served (else the connection manager answers 426): an
-        # accepted one is answered in HTTP/1.0.
+        # Whether HTTP/1.0 requests are served (else answered 426): an accepted one is
+        # answered in HTTP/1.0.
         self._accept_http_10 = accept_http_10
         # The decoder of the request being read: from its first byte to its end, or until
         # ``abandon``. Nothing is delivered while it is None.
@@ -319,7 +319,7 @@ class ServerCodec(_Http1Parser):
             elif name == "host":
                 if authority is not None:
                     # RFC 9112 §3.2; Envoy merges them as "a,b" but that invites confusion.
-                    self._fail(_bad_request("http1.duplicate_host"))
+                    self._fail_past_url(version, _bad_request("http1.duplicate_host"))
                 authority = value
             elif name == "content-length":
                 content_length = value
@@ -345,8 +345,7 @@ class ServerCodec(_Http1Parser):
             # other connection-level headers (keep-alive, ...) end at this hop
         if named:
             if "host" in named:
-                # Connection names Host as hop-by-hop: stripped, the request has none (Envoy 400).
-                self._fail(CodecError(400, "", "http1.missing_host"))
+                authority = None  # named as hop-by-hop: stripped, the request has none (Envoy)
             items = [kv for kv in items if kv[0] not in named]
         scheme = "http"
         if url[:1] != "/":
@@ -361,34 +360,47 @@ class ServerCodec(_Http1Parser):
                     self._fail(_bad_request("http1.invalid_url"))
             elif not (method == "OPTIONS" and url == "*") and method != "CONNECT":
                 self._fail(_bad_request("http1.invalid_url"))
-        if "#" in url:
-            self._fail(CodecError(400, "", "http1.invalid_url"))
         if authority is None:
-            if version == "1.1":
-                self._fail(CodecError(400, "", "http1.missing_host"))
-            authority = ""  # HTTP/1.0: default_host_for_http_10, or a 400 (connection manager)
+            # No Host: default_host_for_http_10 or a 400, from the connection manager (after a
+            # 100 Continue, as Envoy answers it), as is a fragment in the path.
+            authority = ""
         elif not authority:
             # Deliberately stricter than Envoy, which forwards "host: " (nginx answers 400 too):
             # an empty Host names no virtual host and no origin.
-            self._fail(CodecError(400, "", "http1.empty_host"))
+            self._fail_past_url(version, CodecError(400, "", "http1.empty_host"))
         elif not _valid_authority(authority):
-            self._fail(_bad_request("http1.invalid_host"))
+            self._fail_past_url(version, _bad_request("http1.invalid_host"))
         framing = parsed_request_framing(content_length, chunked)
         if framing != NONE and parser.should_upgrade():
             # httptools makes llhttp skip the body of an Upgrade or CONNECT request (the rest is
             # "another protocol"), so its body would be parsed as the next request: smuggling.
             # Refused (Envoy forwards such a request, body and all, when it ignores the upgrade).
-            self._fail(_bad_request("http1.upgrade_with_body"))
+            self._fail_past_url(version, _bad_request("http1.upgrade_with_body"))
         encoder = self._encoder
         encoder.request_method = method
         encoder.version = version
-        if version == "1.0" and self._accept_http_10:
+        if version == "1.0":
+            self._check_http10_accepted()
             encoder.http10 = True
         decoder = self.decoder
         if decoder is not None:
             decoder.on_request_headers(RequestHeaders(method, url, authority, scheme, items),
                                        version, parser.should_keep_alive(), framing,
                                        self._upgrade, self._expect_continue)
+
+    def _check_http10_accepted(self) -> None:
+        # Envoy's codec refuses HTTP/1.0 unless accept_http_10 (a protocol error), once the URL
+        # is parsed and before it checks the Host: its 426 is checked last here, on the common
+        # path, and first by every failure after the URL (_fail_past_url).
+        if not self._accept_http_10:
+            self._fail(CodecError(426, "Upgrade Required", "http1.0_disallowed"))
+
+    def _fail_past_url(self, version: str, error: CodecError):
+        """Refuse with ``error`` a request whose URL parsed, unless it is a refused HTTP/1.0
+        one (426 first, as Envoy)."""
+        if version != "1.1":
+            self._check_http10_accepted()
+        self._fail(error)
 
     def on_body(self, body: bytes) -> None:
         decoder = self.decoder
@@ -453,21 +465,18 @@ class ResponseEncoder:
         if self.chunked:
             parts.append("transfer-encoding: chunked\r\n")
         if self.http10:
-            return self._encode_http10_head(headers.status, parts, has_length, close)
-        if close:
-            parts.append("connection: close\r\n")
+            # An HTTP/1.0 client cannot be sent chunks, so an answer without a content-length
+            # ends with the connection; otherwise a keep-alive request is told it stays open
+            # (Envoy).
+            close = close or not has_length
+            parts.append("connection: close\r\n" if close else "connection: keep-alive\r\n")
+            line = status_line_10(headers.status)
+        else:
+            if close:
+                parts.append("connection: close\r\n")
+            line = _STATUS_LINES.get(headers.status) or status_line(headers.status)
         parts.append("\r\n")
-        self.connection.write(status_line(headers.status) + "".join(parts).encode("latin-1"))
-        return close
-
-    def _encode_http10_head(self, status: int, parts: list[str], has_length: bool,
-                            close: bool) -> bool:
-        # An HTTP/1.0 client cannot be sent chunks, so an answer without a content-length ends
-        # with the connection; otherwise a keep-alive request is told it stays open (Envoy).
-        close = close or not has_length
-        parts.append("connection: close\r\n" if close else "connection: keep-alive\r\n")
-        parts.append("\r\n")
-        self.connection.write(status_line_10(status) + "".join(parts).encode("latin-1"))
+        self.connection.write(line + "".join(parts).encode("latin-1"))
         return close
 
     def encode_data(self, data: bytes, end_stream: bool) -> None:

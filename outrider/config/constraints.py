@@ -27,6 +27,7 @@ from outrider.config import typed
 
 FD = descriptor.FieldDescriptor
 Violation = tuple[str, str]  # (field path, message)
+_LOGICAL_DNS = 2  # envoy.config.cluster.v3.Cluster.DiscoveryType
 
 _NUMERIC_KINDS = (
     "float", "double", "int32", "int64", "uint32", "uint64", "sint32", "sint64",
@@ -293,3 +294,19 @@ def envoy_load_checks(bootstrap: Message) -> Iterator[Violation]:
             yield f"static_resources.listeners[{i}]", (
                 f"listener '{listener.name}': address is necessary"
             )
+        seen: dict[bytes, str] = {}
+        for c, chain in enumerate(listener.filter_chains):
+            rules = chain.filter_chain_match.SerializeToString(deterministic=True)
+            if rules in seen:
+                # Envoy: "filter chain 'b' has the same matching rules defined as 'a'".
+                yield f"static_resources.listeners[{i}].filter_chains[{c}]", (
+                    f"filter chain '{chain.name}' has the same matching rules defined as "
+                    f"'{seen[rules]}'")
+            seen.setdefault(rules, chain.name)
+    for i, cluster in enumerate(static.clusters):
+        if cluster.type == _LOGICAL_DNS and not cluster.HasField("cluster_type"):
+            localities = cluster.load_assignment.endpoints
+            if len(localities) != 1 or len(localities[0].lb_endpoints) != 1:
+                yield f"static_resources.clusters[{i}].load_assignment", (
+                    "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single "
+                    "lb_endpoint")

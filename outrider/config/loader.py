@@ -64,6 +64,11 @@ _SafeLoader.yaml_implicit_resolvers = {
 }
 
 _DURATION = re.compile(r"^-?\d+(\.\d{1,9})?s$")
+# A string json_format reads as an integer: ASCII digits only (Python's int() would also take
+# "1_0" and other scripts' digits, which Envoy refuses).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+# An enum's number as Envoy reads it (absl::SimpleAtoi): the same, with ASCII white space around.
+_ENUM_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*")
 _WRAPPERS = {
     f"google.protobuf.{name}Value"
     for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
@@ -339,15 +344,23 @@ def _distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def unknown_field_message(key: str, candidates: list[str]) -> str:
-    """Why ``key`` is refused: a typo of a known field, or (likely) a field newer than our protos.
+def did_you_mean(word: str, candidates: list[str]) -> str | None:
+    """The candidate nearest ``word`` if it is a near miss (for a did-you-mean), else None.
 
-    Only a near miss (two edits at most) gets a did-you-mean; ``claim_path`` is not a typo of
-    ``claim_name`` but an Envoy field the installed API definitions predate.
+    A near miss is two edits away at most, and no more than a third of the word: ``claim_path``
+    is not a typo of ``claim_name`` but an Envoy field the installed API definitions predate.
     """
-    scored = sorted((_distance(key, name), name) for name in candidates)
-    if scored and scored[0][0] <= min(2, len(key) // 3):
-        return f"no such field '{key}' (did you mean '{scored[0][1]}'?)"
+    scored = sorted((_distance(word, name), name) for name in candidates)
+    if scored and scored[0][0] <= min(2, len(word) // 3):
+        return scored[0][1]
+    return None
+
+
+def unknown_field_message(key: str, candidates: list[str]) -> str:
+    """Why ``key`` is refused: a typo of a known field, or (likely) a field newer than our protos."""
+    near = did_you_mean(key, candidates)
+    if near is not None:
+        return f"no such field '{key}' (did you mean '{near}'?)"
     return (f"field '{key}' is unknown to the installed Envoy API definitions (xds-protos "
             f"{xds_protos_version()}); if it is a newer Envoy field, it is not supported yet")
 
@@ -525,18 +538,18 @@ class _Checker:
 
         Envoy parses JSON with protobuf's ``case_insensitive_enum_parsing``: a name not found
         as written is looked up upper-cased (``round_robin``, ``Round_Robin``); a numeric string
-        is a number. Anything else (``round-robin``, ``' ROUND_ROBIN'``) is refused, as there.
+        is a number read as absl::SimpleAtoi does (``" 1"``, ``"+1"``). Anything else
+        (``round-robin``, ``' ROUND_ROBIN'``, ``"0x1"``) is refused, as there.
         """
         if isinstance(value, str):
             for name in (value, value.upper()):
                 if name in enum.values_by_name:
                     return name
-            number = _as_int(value)
-            if number is not None and value.strip() == value:
-                return number
-            names = list(enum.values_by_name)
-            scored = sorted((_distance(value.upper(), name), name) for name in names)
-            hint = f" (did you mean '{scored[0][1]}'?)" if scored and scored[0][0] <= 2 else ""
+            match = _ENUM_NUMBER.fullmatch(value)
+            if match is not None:
+                return int(match.group(1))
+            near = did_you_mean(value.upper(), list(enum.values_by_name))
+            hint = f" (did you mean '{near}'?)" if near is not None else ""
             raise self.fail(path, raw, f"invalid value {value!r} for enum "
                             f"{enum.full_name}{hint}")
         if isinstance(value, int) and not isinstance(value, bool):
@@ -578,9 +591,6 @@ def _as_int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return None
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
     return None

@@ -87,6 +87,7 @@ LBP = "envoy.extensions.load_balancing_policies"
 EXTENSIONS: dict[str, set[str]] = {
     "network_filter": {HCM},
     "http_filter": {ROUTER},
+    "listener_filter": set(),  # none yet; each is reported, and a guarding one stays an error
     "upstream_protocol_options": {UPSTREAM_HTTP},
     "lb_policy": {
         f"{LBP}.round_robin.v3.RoundRobin",
@@ -148,6 +149,12 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
                  "stat_prefix"),
         "traffic_direction": inert("only names tracing spans ingress or egress, and Outrider "
                                    "does not trace yet"),
+        # Judged filter by filter (its typed_config), so one that guards (proxy_protocol,
+        # local_ratelimit) stays an error with --allow-unimplemented.
+        "listener_filters": OK,
+    },
+    "envoy.config.listener.v3.ListenerFilter": {
+        "name": OK, "typed_config": extension("listener_filter"),
     },
     "envoy.config.listener.v3.FilterChain": {
         **fields("filters"),
@@ -162,7 +169,11 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
             "xff_num_trusted_hops", "skip_xff_append", "request_timeout",
             "request_headers_timeout", "stream_idle_timeout", "max_request_headers_kb",
             "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
-            "preserve_external_request_id", "always_set_request_id_in_response"),
+            "preserve_external_request_id", "always_set_request_id_in_response",
+            "forward_client_cert_details"),
+        "set_current_client_cert_details": inert(
+            "only describes the client certificate of an mTLS connection, and Outrider "
+            "terminates no TLS (a TLS transport socket is refused)"),
         "drain_timeout": inert("the HTTP/2 GOAWAY interval; HTTP/1 connections drain with "
                                "connection: close"),
         "delayed_close_timeout": ignored("Outrider closes a connection as soon as its last "

@@ -11,7 +11,8 @@ Severities:
   silently ignored), an extension ``@type`` or enum value it does not implement. With
   ``allow_unimplemented=True`` these become warnings, so a user can run anyway, knowingly,
   except where ignoring them would weaken security (:mod:`outrider.config.security`: a TLS
-  transport socket, a filter that can deny traffic): those stay errors.
+  transport socket, filter-chain matching, a filter that can deny traffic or sets identity
+  headers, a route match condition): those stay errors.
 * "warning": a listener Outrider cannot serve at all (no HTTP connection manager, e.g. tcp_proxy
   or redis, or no network filter at all; UDP; an internal listener) is named and skipped, when
   ``allow_unimplemented=True`` or when nothing in it is an error (Envoy accepts a filter chain
@@ -43,12 +44,12 @@ from outrider.config import typed
 from outrider.config.constraints import join
 from outrider.config.errors import ConfigIssue, Severity
 from outrider.config.loader import LoadedConfig
-from outrider.config.security import STAYS_AN_ERROR, denies_traffic, security_reason
+from outrider.config.security import STAYS_AN_ERROR, guard_reason, security_reason
 from outrider.config.supported import EXTENSIONS, HCM, LEAF_TYPES, ROUTER, SUPPORTED, Rule
 
 NOT_IMPLEMENTED = "not implemented by Outrider yet (it would be ignored)"
-# Fields whose absence changes what the config is, not one detail of it.
-_UNIMPLEMENTED_FIELDS = {
+# Listener kinds Outrider lacks: the field's error and the reason the listener is skipped.
+_LISTENER_KINDS = {
     "internal_listener": "internal listeners are not implemented by Outrider",
     "api_listener": "API listeners are not implemented by Outrider",
 }
@@ -97,10 +98,9 @@ def unservable_listeners(bootstrap: Message) -> list[tuple[int, str]]:
 
 
 def _unservable_reason(listener: Message) -> str:
-    if listener.HasField("internal_listener"):
-        return "internal listeners are not implemented by Outrider"
-    if listener.HasField("api_listener"):
-        return "API listeners are not implemented by Outrider"
+    for kind, reason in _LISTENER_KINDS.items():
+        if listener.HasField(kind):
+            return reason
     address = listener.address  # type: ignore[attr-defined]
     if not address.HasField("socket_address"):
         kind = address.WhichOneof("address") or "no address"
@@ -155,7 +155,7 @@ class _Validator:
             child = join(path, fd.name)
             rule = rules.get(fd.name)
             if rule is None:
-                self.unimplemented(child, _UNIMPLEMENTED_FIELDS.get(fd.name, NOT_IMPLEMENTED),
+                self.unimplemented(child, _LISTENER_KINDS.get(fd.name, NOT_IMPLEMENTED),
                                    security_reason(msg, fd.name, value) or "")
                 continue
             if rule.status == "ignored":
@@ -197,7 +197,7 @@ class _Validator:
         named = f"{etype} ('{label}')" if label and label != etype else etype
         if etype not in EXTENSIONS.get(slot, ()):
             self.unimplemented(path, f"{named} is not implemented by Outrider",
-                               "it can deny traffic" if denies_traffic(etype) else "")
+                               guard_reason(etype))
             return False
         if typed.is_typed_struct(packed):
             return True  # a Python extension's free-form value: its factory validates it

@@ -155,23 +155,21 @@ class ActiveStream:
             cm = self.cm
             config = cm.config
             headers = self.request_headers
-            if self.version == "1.0":
-                if not config.accept_http_10:
-                    cm.stats.downstream_cx_protocol_error.inc()  # a codec-level refusal in Envoy
-                    self.response_flags = "DPE"
-                    self.send_local_reply(426, "Upgrade Required", "http1.0_disallowed", close=True)
-                    return
-                if not headers.authority:
-                    if not config.default_host_for_http_10:
-                        self.response_flags = "DPE"  # Envoy: missing_host_header
-                        self.send_local_reply(400, "", "missing_host_header", close=True)
-                        return
-                    headers.authority = config.default_host_for_http_10
-            if config.normalizes_requests and not self._normalize_request(headers, config):
+            # Envoy's order: its codec's checks (the header-name policy among them; an HTTP/1.0
+            # request without accept_http_10 is refused by ours), then 100 Continue, then the
+            # Host and path checks.
+            if config.checks_header_names and not self._check_header_names(headers, config):
                 return
             if self.expect_continue and self.version == "1.1" and not self.request_complete:
                 self.encoder.encode_100_continue()  # Envoy answers 100 Continue itself
-                cm.stats.downstream_rq_1xx.value += 1  # and counts it, as well as the final status
+                cm.stats.downstream_rq_1xx.inc()  # and counts it, as well as the final status
+            if not headers.authority and not self._default_host(headers, config):
+                return
+            if "#" in headers.path:
+                self._reject_path()  # a fragment is the client's own business, never sent
+                return
+            if config.normalizes_paths and not self._normalize_path(headers, config):
+                return
             upgrade = self.upgrade  # the header rules strip the header as hop-by-hop
             self.internal = mutate_request_headers(headers, cm.connection.remote_ip, config.header_rules)
             self.route = config.route_table.route(headers)
@@ -246,15 +244,29 @@ class ActiveStream:
             return False
         return True
 
-    def _normalize_request(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
-        """Header-name policy and path normalization, before routing; False if answered."""
-        if (config.reject_headers_with_underscores or config.drop_headers_with_underscores) \
-                and any("_" in name for name, _ in headers):
+    def _check_header_names(self, headers: RequestHeaders,
+                            config: ConnectionManagerConfig) -> bool:
+        """headers_with_underscores_action; False if answered."""
+        if any("_" in name for name, _ in headers):
             if config.reject_headers_with_underscores:
                 self.response_flags = "DPE"
                 self.send_local_reply(400, "Bad Request", "unexpected_underscore", close=True)
                 return False
             headers.remove_if(lambda name: "_" in name)
+        return True
+
+    def _default_host(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
+        """A request without Host: an HTTP/1.0 one takes default_host_for_http_10 if set, any
+        other is answered 400 (Envoy's missing_host_header); False if answered."""
+        if self.version == "1.0" and config.default_host_for_http_10:
+            headers.authority = config.default_host_for_http_10
+            return True
+        self.response_flags = "DPE"
+        self.send_local_reply(400, "", "missing_host_header", close=True)
+        return False
+
+    def _normalize_path(self, headers: RequestHeaders, config: ConnectionManagerConfig) -> bool:
+        """Path normalization, before routing; False if answered."""
         # Envoy's order (ConnectionManagerUtility::maybeNormalizePath): escaped slashes, then
         # normalize_path, then merge_slashes; a redirect is sent once the path is final.
         redirect = False
@@ -279,6 +291,9 @@ class ActiveStream:
                 path = merge_slashes(path)
             headers.path = path + sep + query
         if redirect:
+            if local_reply.is_grpc(headers):
+                self._reject_path()  # gRPC clients follow no redirect: Envoy refuses instead
+                return False
             # The client asks again for the unescaped path, so every party sees the same one.
             self.cm.stats.downstream_rq_redirected_with_normalized_path.inc()
             self.send_local_reply(307, "", "path_normalization_failed",
@@ -289,7 +304,10 @@ class ActiveStream:
     def _reject_path(self) -> None:
         self.cm.stats.downstream_rq_failed_path_normalization.inc()
         self.response_flags = "DPE"
-        self.send_local_reply(400, "", "path_normalization_failed", close=True)
+        # A gRPC client gets the refusal as a grpc-status (Envoy does so for every local reply;
+        # Outrider, so far, for this one).
+        self.send_local_reply(400, "", "path_normalization_failed", close=True,
+                              grpc=local_reply.is_grpc(self.request_headers))
 
     def on_request_data(self, data: bytes) -> None:
         self._last_activity = self.cm.loop.time()
@@ -355,15 +373,20 @@ class ActiveStream:
             self._last_activity = self.cm.loop.time()
 
     def send_local_reply(self, status: int, body: str, details: str, close: bool = False,
-                         extra_headers: tuple = ()) -> None:
-        """Answer from the proxy itself (Envoy's sendLocalReply)."""
+                         extra_headers: tuple = (), grpc: bool = False) -> None:
+        """Answer from the proxy itself (Envoy's sendLocalReply); ``grpc``: as a gRPC status
+        (HTTP 200, no body)."""
         if self.response_started:
             # Too late for a clean reply: the only honest signal left is a reset.
             self.close_connection = True
             self.cm.close(abort=True)
             return
-        payload = body.encode()
-        headers = local_reply.local_reply_headers(status, payload)
+        if grpc:
+            payload = b""
+            headers = local_reply.grpc_reply_headers(status)
+        else:
+            payload = body.encode()
+            headers = local_reply.local_reply_headers(status, payload)
         for name, value in extra_headers:
             headers.add(name, value)
         route = self.route

@@ -40,14 +40,15 @@ class ConnectionManagerConfig:
     stream_idle_timeout: float | None = 300.0
     max_connection_duration: float | None = None
     always_set_request_id_in_response: bool = False
-    # Whether any header-name policy or path normalization applies (checked per request).
-    normalizes_requests: bool = field(init=False, default=False)
+    # Whether a header-name policy, or any path normalization, applies (checked per request).
+    checks_header_names: bool = field(init=False, default=False)
+    normalizes_paths: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self.normalizes_requests = bool(
-            self.reject_headers_with_underscores or self.drop_headers_with_underscores
-            or self.normalize_path or self.merge_slashes
-            or self.escaped_slashes_action != "KEEP_UNCHANGED")
+        self.checks_header_names = (self.reject_headers_with_underscores
+                                    or self.drop_headers_with_underscores)
+        self.normalizes_paths = bool(self.normalize_path or self.merge_slashes
+                                     or self.escaped_slashes_action != "KEEP_UNCHANGED")
 
     @classmethod
     def from_proto(cls, hcm: hcm_pb2.HttpConnectionManager) -> ConnectionManagerConfig:
@@ -87,6 +88,8 @@ class ConnectionManagerConfig:
                 server_name=hcm.server_name or "outrider",
                 server_header_transformation=server_transform,
                 internal_only_headers=frozenset(route_table.internal_only_headers),
+                forward_client_cert=_HCM.ForwardClientCertDetails.Name(
+                    hcm.forward_client_cert_details),
             ),
             suppress_envoy_headers=suppress,
             accept_http_10=h1.accept_http_10,

@@ -1,8 +1,9 @@
 """The connection manager's header rules (Envoy's ConnectionManagerUtility), pure functions.
 
 Request side: hop-by-hop stripping, x-forwarded-for / x-envoy-external-address per
-``use_remote_address``, x-forwarded-proto, x-request-id, and stripping Envoy's control headers
-from external requests. Response side: the ``server`` header and hop-by-hop stripping.
+``use_remote_address``, x-forwarded-proto, x-request-id, x-forwarded-client-cert per
+``forward_client_cert_details``, and stripping Envoy's control headers from external requests.
+Response side: the ``server`` header and hop-by-hop stripping.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ class HeaderRulesConfig:
     # The route configuration's internal_only_headers (lowercase): stripped from external
     # requests along with Envoy's own control headers.
     internal_only_headers: frozenset[str] = frozenset()
+    # forward_client_cert_details: SANITIZE (Envoy's default), FORWARD_ONLY, APPEND_FORWARD,
+    # SANITIZE_SET or ALWAYS_FORWARD_ONLY.
+    forward_client_cert: str = "SANITIZE"
+    # Whether a client's x-forwarded-client-cert is removed. Envoy keeps it only from an mTLS
+    # peer (or always, with ALWAYS_FORWARD_ONLY); Outrider's connections are all plaintext, so
+    # every other mode removes it (checked against Envoy 1.40 mode by mode).
+    strip_client_cert: bool = field(init=False, repr=False)
     # What an external request loses (decided here, once): without and with use_remote_address.
     external_strip: frozenset[str] = field(init=False, repr=False)
     edge_strip: frozenset[str] = field(init=False, repr=False)
@@ -48,6 +56,8 @@ class HeaderRulesConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "external_strip", _EXTERNAL_STRIP | self.internal_only_headers)
         object.__setattr__(self, "edge_strip", _EXTERNAL_STRIP_EDGE | self.internal_only_headers)
+        object.__setattr__(self, "strip_client_cert",
+                           self.forward_client_cert != "ALWAYS_FORWARD_ONLY")
 
 
 # Request ids need uniqueness, not secrecy (Envoy uses its ordinary random generator too).
@@ -86,7 +96,7 @@ def mutate_request_headers(
     """Apply the downstream-request rules in place; return whether the request is internal."""
     # One pass finds everything the rules look at (this runs for every request).
     xff = xfp = request_id = None
-    has_hop_by_hop = has_envoy = xff_repeated = False
+    has_hop_by_hop = has_envoy = xff_repeated = has_xfcc = False
     for name, value in headers.items():
         if name[0] == "x":
             if name == "x-forwarded-for":
@@ -101,16 +111,27 @@ def mutate_request_headers(
                 xfp = value
             elif name.startswith("x-envoy-"):
                 has_envoy = True
+            elif name == "x-forwarded-client-cert":
+                has_xfcc = True
         elif name in HOP_BY_HOP:
             has_hop_by_hop = True
     if has_hop_by_hop:
         strip_hop_by_hop(headers)
-    trusted_hops = config.xff_num_trusted_hops
+    if has_xfcc:
+        # A client's certificate claim is believed only from an mTLS peer (Envoy's default
+        # SANITIZE drops it from everyone else): an upstream that trusts it cannot be lied to.
+        if config.strip_client_cert:
+            headers.remove("x-forwarded-client-cert")
+        else:
+            certs = headers.get_all("x-forwarded-client-cert")
+            if len(certs) > 1:
+                headers.set("x-forwarded-client-cert", ",".join(certs))  # one list, as Envoy's
     if config.use_remote_address:
         # The client is the peer, or with N trusted proxies in front the Nth XFF entry from
         # the right. Only that address can make a request internal; a client-supplied
         # x-forwarded-for never does (Envoy 1.40 treats such requests as external too).
         client_ip = remote_ip
+        trusted_hops = config.xff_num_trusted_hops
         if trusted_hops:
             entries = [e.strip() for e in xff.split(",")] if xff else []
             client_ip = entries[-trusted_hops] if len(entries) >= trusted_hops else remote_ip
@@ -122,23 +143,22 @@ def mutate_request_headers(
         # A trusted proxy's x-forwarded-proto stands; an untrusted client's is replaced.
         if not trusted_hops or xfp is None:
             headers.set("x-forwarded-proto", headers.scheme)
+        if internal:
+            headers.set("x-envoy-internal", "true")
+        else:
+            # Envoy's control headers are honoured only from trusted (internal) peers; other
+            # x-envoy-* headers pass through, as in Envoy.
+            if has_envoy or config.internal_only_headers:
+                headers.remove_if(config.edge_strip.__contains__)
+            headers.set("x-envoy-external-address", client_ip)
     else:
-        internal = False
+        internal = False  # without use_remote_address, Envoy 1.40 calls every request external
         if xff_repeated:
             headers.set("x-forwarded-for", xff)
         if xfp is None:
             headers.add("x-forwarded-proto", headers.scheme)
-    if not internal:
-        # Envoy's control headers are honoured only from trusted (internal) peers; other
-        # x-envoy-* headers pass through, as in Envoy.
         if has_envoy or config.internal_only_headers:
-            edge = config.use_remote_address
-            headers.remove_if(config.edge_strip.__contains__ if edge
-                              else config.external_strip.__contains__)
-        if config.use_remote_address:
-            headers.set("x-envoy-external-address", client_ip)
-    else:
-        headers.set("x-envoy-internal", "true")
+            headers.remove_if(config.external_strip.__contains__)
     if config.generate_request_id:
         if request_id is None:
             headers.add("x-request-id", new_request_id())

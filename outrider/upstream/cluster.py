@@ -120,11 +120,8 @@ class ClusterSettings:
                     healthy=lb_endpoint.health_status not in _UNHEALTHY_STATUSES,
                     hostname=lb_endpoint.endpoint.hostname,
                 ))
+        # LOGICAL_DNS's one endpoint is a load-time check (config.constraints.envoy_load_checks).
         kind = cluster_pb2.Cluster.DiscoveryType.Name(cluster.type)
-        if kind == "LOGICAL_DNS" and (len(cluster.load_assignment.endpoints) != 1
-                                      or len(endpoints) != 1):
-            raise ValueError(f"cluster {cluster.name!r}: LOGICAL_DNS clusters must have a "
-                             "single locality_lb_endpoint and a single lb_endpoint")
         return cls(
             name=cluster.name,
             type=kind,

@@ -79,38 +79,34 @@ class ClusterManager:
             cluster.set_hosts(hosts, initial=first_run)
 
 
-def first_address(infos: list, family: str) -> str | None:
-    """The address a LOGICAL_DNS cluster uses: the first of the answer, in the answer's order,
-    of the family ``dns_lookup_family`` keeps (see ``select_addresses``); None if none."""
-    v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
-    v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
-    if family == "V4_ONLY":
-        order = v4
-    elif family == "V6_ONLY":
-        order = v6
-    elif family == "AUTO":
-        order = v6 or v4
-    elif family == "V4_PREFERRED":
-        order = v4 or v6
-    else:
-        order = [i[4][0] for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6)]
-    return order[0] if order else None
-
-
-def select_addresses(infos: list, family: str) -> list[str]:
-    """The addresses Envoy's ``dns_lookup_family`` keeps from a getaddrinfo answer.
+def kept_addresses(infos: list, family: str) -> list[str]:
+    """The addresses Envoy's ``dns_lookup_family`` keeps from a getaddrinfo answer, in the
+    answer's order (repeats included).
 
     V4_ONLY / V6_ONLY keep one family; AUTO prefers IPv6 and falls back to IPv4,
     V4_PREFERRED the reverse; ALL keeps both.
     """
-    v4 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET})
-    v6 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET6})
+    if family == "ALL":
+        return [i[4][0] for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6)]
+    v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
+    v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
     if family == "V4_ONLY":
         return v4
     if family == "V6_ONLY":
         return v6
     if family == "AUTO":
         return v6 or v4
-    if family == "V4_PREFERRED":
-        return v4 or v6
-    return v4 + v6
+    return v4 or v6  # V4_PREFERRED
+
+
+def first_address(infos: list, family: str) -> str | None:
+    """The address a LOGICAL_DNS cluster uses: the first one ``kept_addresses`` keeps, in the
+    answer's order; None if none."""
+    kept = kept_addresses(infos, family)
+    return kept[0] if kept else None
+
+
+def select_addresses(infos: list, family: str) -> list[str]:
+    """A STRICT_DNS cluster's hosts: the addresses ``kept_addresses`` keeps, once each, sorted
+    (IPv4 first), so an answer in another order is not a change of membership."""
+    return sorted(set(kept_addresses(infos, family)), key=lambda address: (":" in address, address))

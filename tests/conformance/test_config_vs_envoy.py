@@ -14,63 +14,23 @@ import sys
 import pytest
 
 from tests.support.proxy import envoy_binary
+from tests.unit.config.cfg_helpers import BASE_YAML as BASE
+from tests.unit.config.cfg_helpers import ROUTER_FILTER as ROUTER
 
 if envoy_binary() is None:
     pytest.skip("no envoy binary (make envoy)", allow_module_level=True)
 
 pytestmark = pytest.mark.envoy
 
-BASE = """\
-admin:
-  address:
-    socket_address: {address: 127.0.0.1, port_value: 9901}
-static_resources:
-  listeners:
-  - name: l0
-    address:
-      socket_address: {address: 127.0.0.1, port_value: 10000}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          codec_type: AUTO
-          route_config:
-            name: local
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {prefix: "/"}
-                route: {cluster: backend}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    connect_timeout: 1s
-    type: STATIC
-    lb_policy: ROUND_ROBIN
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {address: 127.0.0.1, port_value: 8080}
-"""
-ROUTER = """\
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"""
 CORS = """\
           - name: envoy.filters.http.cors
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors
 """
+PREFIX = "          stat_prefix: ingress\n"
+CODEC = "          codec_type: {}\n"
+CHAIN = BASE[BASE.index("    - filters:"):BASE.index("  clusters:")]
+ENDPOINT = BASE[BASE.index("        - endpoint:"):]
 HCM_V3 = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 HCM_V2 = "envoy.config.filter.network.http_connection_manager.v2.HttpConnectionManager"
 LISTENER = BASE[BASE.index("  - name: l0"):BASE.index("  clusters:")]
@@ -103,12 +63,24 @@ CASES = {
     # Envoy parses enums case-insensitively; so does Outrider.
     "enums in lower case": (edit(("type: STATIC", "type: static"),
                                  ("lb_policy: ROUND_ROBIN", "lb_policy: round_robin"),
-                                 ("codec_type: AUTO", "codec_type: auto")), True, True, ""),
+                                 (PREFIX, PREFIX + CODEC.format("auto"))), True, True, ""),
     "enums in mixed case": (edit(("type: STATIC", "type: Static"),
                                  ("lb_policy: ROUND_ROBIN", "lb_policy: Round_Robin"),
-                                 ("codec_type: AUTO", "codec_type: aUtO")), True, True, ""),
+                                 (PREFIX, PREFIX + CODEC.format("aUtO"))), True, True, ""),
     "enum as a numeric string": (edit(("lb_policy: ROUND_ROBIN", "lb_policy: '3'")),
                                  True, True, ""),
+    # absl::SimpleAtoi: ASCII white space around the number, a sign, decimal digits only.
+    "enum number with white space": (edit(("lb_policy: ROUND_ROBIN", 'lb_policy: " +1\\t"')),
+                                     True, True, ""),
+    "enum number with an underscore": (edit(("lb_policy: ROUND_ROBIN", "lb_policy: '0_1'")),
+                                       False, False, "invalid value '0_1'"),
+    "two filter chains with the same match": (
+        edit(("  clusters:", CHAIN + "  clusters:")), False, False,
+        "has the same matching rules defined as"),
+    "LOGICAL_DNS with two endpoints": (
+        edit(("type: STATIC", "type: LOGICAL_DNS"),
+             (ENDPOINT, ENDPOINT + ENDPOINT.replace("127.0.0.1", "127.0.0.2"))),
+        False, False, "LOGICAL_DNS clusters must have a single locality_lb_endpoint"),
     "enum with a dash": (edit(("lb_policy: ROUND_ROBIN", "lb_policy: round-robin")),
                          False, False, "invalid value 'round-robin'"),
     "enum misspelt": (edit(("lb_policy: ROUND_ROBIN", "lb_policy: ROUND_ROBN")),
@@ -154,7 +126,7 @@ CASES = {
                                       "unknown to the installed Envoy API definitions"),
     # Envoy needs the internal listener bootstrap extension; Outrider has no internal listeners.
     "internal listener": (
-        edit(("    address:\n      socket_address: {address: 127.0.0.1, port_value: 10000}\n",
+        edit(("    address:\n      socket_address: {address: 0.0.0.0, port_value: 10000}\n",
               "    internal_listener: {}\n")),
         False, False, "internal listeners are not implemented"),
 }
@@ -189,3 +161,39 @@ def test_v2_type_is_refused_even_with_allow_unimplemented(tmp_path):
     path.write_text(edit((HCM_V3, HCM_V2)))
     accepted, log = outrider_accepts(str(path), "--allow-unimplemented")
     assert not accepted and "v2 API" in log
+
+
+# Envoy loads these; Outrider refuses them even with --allow-unimplemented, as running without
+# the setting would let through, or serve to the wrong clients, what the config keeps out.
+GUARDED = {
+    "a filter chain for 10/8 only": edit(("    - filters:\n", """\
+    - filter_chain_match:
+        source_prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]
+      filters:
+""")),
+    "a listener rate limit": edit(("    filter_chains:\n", """\
+    listener_filters:
+    - name: lrl
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.local_ratelimit.v3.LocalRateLimit
+        stat_prefix: lrl
+        token_bucket: {max_tokens: 1, fill_interval: 1s}
+    filter_chains:
+""")),
+    "header_mutation stripping an identity header": edit((ROUTER, """\
+          - name: hm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations: {request_mutations: [{remove: x-user}]}
+""" + ROUTER)),
+}
+
+
+@pytest.mark.parametrize("name", list(GUARDED))
+def test_refused_even_with_allow_unimplemented(tmp_path, name):
+    path = tmp_path / "envoy.yaml"
+    path.write_text(GUARDED[name])
+    accepted, envoy_log = envoy_accepts(str(path))
+    assert accepted, envoy_log
+    accepted, log = outrider_accepts(str(path), "--allow-unimplemented")
+    assert not accepted and "refused even with --allow-unimplemented" in log, log

@@ -356,9 +356,13 @@ FEATURE_HCMS = {
                  "merge_slashes": True, "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT"},
     "edge": {"use_remote_address": True, "skip_xff_append": True,
              "path_with_escaped_slashes_action": "REJECT_REQUEST"},
-    "forward": {"path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD"},
+    "forward": {"path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD",
+                "forward_client_cert_details": "ALWAYS_FORWARD_ONLY"},
 }
 H10_KEEP_ALIVE = b"GET /echo HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n"
+FORGED_XFCC = [("x-forwarded-client-cert", "By=spiffe://admin;Hash=1"),
+               ("x-forwarded-client-cert", "Hash=2")]
+EXPECT = [("Expect", "100-continue")]
 
 # id -> (config, request bytes, number of responses expected)
 FEATURE_CASES: dict[str, tuple[str, bytes, int]] = {
@@ -415,6 +419,29 @@ FEATURE_CASES: dict[str, tuple[str, bytes, int]] = {
     "escaped-backslash-reject": ("edge", build("GET", "/echo/a%5Cb"), 1),
     "escaped-slash-reject-query-only": ("edge", build("GET", "/echo/a?b=%2F"), 1),
     "escaped-slash-forward": ("forward", build("GET", "/echo/a%2Fb%2fc?q=%2F"), 1),
+    "xfcc-sanitized": ("redirect", build("GET", "/echo", headers=FORGED_XFCC), 1),
+    "xfcc-sanitized-edge": ("edge", build("GET", "/echo", headers=FORGED_XFCC), 1),
+    "xfcc-always-forward-only": ("forward", build("GET", "/echo", headers=FORGED_XFCC), 1),
+    "escaped-slash-redirect-grpc": ("redirect", build("POST", "/echo%2Fa", headers=[
+        ("content-type", "application/grpc"), ("te", "trailers")], body=b"\0\0\0\0\0"), 1),
+    "escaped-slash-redirect-grpc-proto": ("redirect", build("GET", "/echo%2Fa", headers=[
+        ("content-type", "application/grpc+proto")]), 1),
+    "escaped-slash-redirect-grpc-web": ("redirect", build("GET", "/echo%2Fa", headers=[
+        ("content-type", "application/grpc-web")]), 1),
+    "expect-100-continue-path-rejected": ("edge", build("POST", "/echo/a%2fb", headers=EXPECT,
+                                                        body=b"hello"), 2),
+    "expect-100-continue-redirected": ("redirect", build("POST", "/echo%2Fa", headers=EXPECT,
+                                                         body=b"hello"), 2),
+    "expect-100-continue-missing-host": ("edge", build("POST", "/echo", None, EXPECT, b"hello"),
+                                         2),
+    "expect-100-continue-fragment": ("edge", build("POST", "/echo#f", headers=EXPECT,
+                                                   body=b"hello"), 2),
+    "missing-host-named-by-connection": ("edge", build("GET", "/echo", headers=[
+        ("Connection", "host")]), 1),
+    "http10-refused-empty-host": ("edge", b"GET /echo HTTP/1.0\r\nHost: \r\n\r\n", 1),
+    "http10-refused-duplicate-host": ("edge", b"GET /echo HTTP/1.0\r\nHost: a\r\nHost: b"
+                                              b"\r\n\r\n", 1),
+    "http10-refused-fragment": ("edge", b"GET /echo#f HTTP/1.0\r\nHost: a\r\n\r\n", 1),
 }
 # Counters both proxies must agree on once every case of a config has run.
 FEATURE_STATS = [f"http.ingress_http.{name}" for name in (

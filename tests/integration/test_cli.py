@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.support.marks import outrider_only
-from tests.support.proxy import bootstrap, cluster, free_port
+from tests.support.proxy import bootstrap, cluster, free_port, soft_open_files_limit
 
 pytestmark = outrider_only
 
@@ -100,14 +100,6 @@ def test_version():
     assert re.search(r"outrider version: \d+\.\d+", result.stdout + result.stderr)
 
 
-def _soft_open_files_limit(pid: int) -> int:
-    with open(f"/proc/{pid}/limits") as f:
-        for line in f:
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
-    raise AssertionError("no open files limit")
-
-
 def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path, good_config):
     # At the usual soft limit of 1,024 a proxy runs out of descriptors near 500 concurrent
     # proxied requests; it lifts its soft limit to what the hard limit allows.
@@ -130,7 +122,7 @@ def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path, good_conf
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, "proxy did not start"
                 time.sleep(0.05)
-        assert _soft_open_files_limit(proc.pid) == expected
+        assert soft_open_files_limit(proc.pid) == expected
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -184,6 +176,20 @@ def test_allow_unimplemented_does_not_serve_tls_as_plaintext(tmp_path, good_conf
         result = run("--mode", mode, "--allow-unimplemented", "-c", path)
         assert result.returncode == 1
         assert "transport_socket: " in result.stderr
+        assert "refused even with --allow-unimplemented" in result.stderr
+
+
+def test_allow_unimplemented_does_not_serve_a_restricted_filter_chain_to_all(tmp_path,
+                                                                            good_config):
+    # Outrider serves the first chain to every client: a chain for 10/8 only would serve all.
+    chain = good_config["static_resources"]["listeners"][0]["filter_chains"][0]
+    chain["filter_chain_match"] = {
+        "source_prefix_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}]}
+    path = write(tmp_path, good_config)
+    for mode in ("validate", "serve"):
+        result = run("--mode", mode, "--allow-unimplemented", "-c", path)
+        assert result.returncode == 1
+        assert "filter_chains[0].filter_chain_match: " in result.stderr
         assert "refused even with --allow-unimplemented" in result.stderr
 
 

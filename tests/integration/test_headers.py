@@ -245,6 +245,36 @@ def test_repeated_forwarded_for_is_joined(request, which):
     assert value == "198.51.100.1,198.51.100.2" if which == "proxy" else value.count(",") == 2
 
 
+@pytest.fixture(scope="module")
+def xfcc_always_forward(origins, start_proxy):
+    return start_proxy(bootstrap(free_port(), _routes(), [cluster("a", [origins["a"].port])],
+                                 hcm_extra={"forward_client_cert_details": "ALWAYS_FORWARD_ONLY"}))
+
+
+@pytest.fixture(scope="module")
+def xfcc_sanitize_set(origins, start_proxy):
+    return start_proxy(bootstrap(free_port(), _routes(), [cluster("a", [origins["a"].port])],
+                                 hcm_extra={"forward_client_cert_details": "SANITIZE_SET",
+                                            "set_current_client_cert_details": {"uri": True}}))
+
+
+FORGED_XFCC = [("x-forwarded-client-cert", "By=spiffe://admin;Hash=1"),
+               ("x-forwarded-client-cert", "Hash=2")]
+
+
+@pytest.mark.parametrize("which", ["proxy", "edge", "xfcc_sanitize_set"])
+def test_client_supplied_client_cert_header_is_removed(request, which):
+    # A plaintext client cannot vouch for a certificate: an upstream trusting XFCC would be
+    # handed a forged identity (Envoy 1.40 removes it in every mode but ALWAYS_FORWARD_ONLY).
+    echo = get(request.getfixturevalue(which), headers=FORGED_XFCC).echo()
+    assert "x-forwarded-client-cert" not in echo.names()
+
+
+def test_client_cert_header_always_forwarded_as_one_list(xfcc_always_forward):
+    echo = get(xfcc_always_forward, headers=FORGED_XFCC).echo()
+    assert echo.header_all("x-forwarded-client-cert") == ["By=spiffe://admin;Hash=1,Hash=2"]
+
+
 def test_expected_rq_timeout_sent_upstream(proxy):
     assert get(proxy).echo().header_all("x-envoy-expected-rq-timeout-ms") == ["15000"]
     assert get(proxy, "/short/echo").echo().header_all("x-envoy-expected-rq-timeout-ms") == ["100"]

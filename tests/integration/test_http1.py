@@ -236,6 +236,28 @@ def test_http10_gets_426(client):
     assert client.is_closed()
 
 
+@pytest.mark.parametrize("host_lines", [b"Host: \r\n", b"Host: a b\r\n",
+                                        b"Host: a\r\nHost: b\r\n", b""],
+                         ids=["empty", "invalid", "duplicate", "absent"])
+def test_http10_gets_426_whatever_its_host(proxy, host_lines):
+    # Envoy refuses HTTP/1.0 before it looks at the Host: 426, not our Host 400s.
+    c = RawClient(proxy.port)
+    try:
+        response = one(c, b"GET /echo HTTP/1.0\r\n" + host_lines + b"\r\n")
+        assert (response.status, response.body) == (426, b"Upgrade Required")
+        assert c.is_closed()
+    finally:
+        c.close()
+
+
+def test_100_continue_is_sent_before_a_missing_host_is_refused(client):
+    client.send(b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    assert client.recv_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    [response] = client.read_responses(1)
+    assert (response.status, response.body) == (400, b"")
+    assert client.is_closed()
+
+
 def test_http10_accepted_when_configured(http10_proxy, origins):
     c = RawClient(http10_proxy.port)
     try:

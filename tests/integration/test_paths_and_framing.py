@@ -89,6 +89,38 @@ def test_unescape_and_redirect_sends_the_client_to_the_unescaped_path(proxies):
         "http.ingress_http.downstream_rq_redirected_with_normalized_path"] != "0"
 
 
+def test_unescape_and_redirect_refuses_a_grpc_request(proxies):
+    # gRPC clients follow no redirect: as Envoy, a failed path normalization answered as a gRPC
+    # status (200, grpc-status 13, no body) on a closed connection, not a 307.
+    proxy = proxies["UNESCAPE_AND_REDIRECT"]
+    stat = "http.ingress_http.downstream_rq_failed_path_normalization"
+    before = int(proxy.stats()[stat])
+    response, closed = exchange(proxy, build("POST", ESCAPED, headers=[
+        ("content-type", "application/grpc"), ("te", "trailers")], body=b"\0\0\0\0\0"))
+    assert (response.status, response.body, closed) == (200, b"", True)
+    assert (response.header("content-type"), response.header("grpc-status")) == (
+        "application/grpc", "13")
+    assert response.header("location") is None
+    assert int(proxy.stats()[stat]) == before + 1
+
+
+def test_100_continue_is_sent_before_the_path_is_rejected(proxies):
+    # Envoy answers the 100 (and counts it) before its path checks: 100, then the 400.
+    proxy = proxies["REJECT_REQUEST"]
+    before = int(proxy.stats()["http.ingress_http.downstream_rq_1xx"])
+    client = RawClient(proxy.port)
+    try:
+        client.send(build("POST", ESCAPED, headers=[("Expect", "100-continue"),
+                                                    ("Content-Length", "5")]))
+        assert client.recv_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        [response] = client.read_responses(1)
+        assert (response.status, response.body) == (400, b"")
+        assert client.is_closed(1.5)
+    finally:
+        client.close()
+    assert int(proxy.stats()["http.ingress_http.downstream_rq_1xx"]) == before + 1
+
+
 def test_unescape_and_forward_sends_the_unescaped_path_upstream(proxies):
     response, _ = exchange(proxies["UNESCAPE_AND_FORWARD"], build("GET", "/echo/a%2Fb%2fc?q=%2F"))
     assert response.status == 200

@@ -282,6 +282,57 @@ def test_enum_as_numeric_string_loads(write):
     assert loaded.bootstrap.static_resources.clusters[0].lb_policy == 3  # RANDOM
 
 
+@pytest.mark.parametrize("number", [" 1", "1 ", "\t1", "\n1\r", "+1", " +1 "])
+def test_enum_number_with_ascii_white_space_loads_as_in_envoy(write, number):
+    # Envoy reads an enum's numeric string with absl::SimpleAtoi, which skips ASCII white space.
+    text = edit(BASE_YAML, "lb_policy: ROUND_ROBIN", f"lb_policy: {json.dumps(number)}")
+    assert load_bootstrap(write(text)).bootstrap.static_resources.clusters[0].lb_policy == 1
+
+
+@pytest.mark.parametrize("value", ["+ 1", "0x1", "0_1", "\u00a01", "\uff11", " ROUND_ROBIN"])
+def test_what_envoy_does_not_read_as_an_enum_number_is_refused(write, value):
+    text = edit(BASE_YAML, "lb_policy: ROUND_ROBIN", f"lb_policy: {json.dumps(value)}")
+    assert f"invalid value {value!r}" in load_error(write, text).message
+
+
+@pytest.mark.parametrize("port", ["1_8080", "\uff18080"])
+def test_integer_strings_are_ascii_digits_only(write, port):
+    # Python's int() takes both; Envoy: "Couldn't parse integer".
+    text = edit(BASE_YAML, "port_value: 8080", f"port_value: {json.dumps(port)}")
+    assert "expected an integer" in load_error(write, text).message
+
+
+def test_logical_dns_with_two_endpoints_is_reported_with_the_other_errors(write):
+    text = edit(edit(BASE_YAML, "type: STATIC", "type: LOGICAL_DNS"),
+                "connect_timeout: 1s", "connect_timeout: 0s") + """        - endpoint:
+            address:
+              socket_address: {address: 127.0.0.2, port_value: 8080}
+"""
+    error = load_error(write, text)
+    assert [(i.field_path, i.message) for i in error.issues] == [
+        ("static_resources.clusters[0].connect_timeout", "value must be greater than 0s"),
+        ("static_resources.clusters[0].load_assignment", "LOGICAL_DNS clusters must have a "
+         "single locality_lb_endpoint and a single lb_endpoint"),
+    ]
+    assert error.issues[1].line == line_containing(text, "load_assignment:")
+
+
+def test_two_filter_chains_with_the_same_match_are_refused(write):
+    # Envoy: "filter chain '' has the same matching rules defined as ''"; Outrider would serve
+    # the first and never the second.
+    chain = BASE_YAML[BASE_YAML.index("    - filters:\n"):BASE_YAML.index("  clusters:\n")]
+    text = edit(BASE_YAML, "  clusters:\n", chain + "  clusters:\n")
+    error = load_error(write, text)
+    assert [(i.field_path, i.message) for i in error.issues] == [(
+        "static_resources.listeners[0].filter_chains[1]",
+        "filter chain '' has the same matching rules defined as ''")]
+    assert error.line == line_containing(text, "  clusters:") - len(chain.splitlines())
+
+
+def test_logical_dns_with_one_endpoint_loads(write):
+    assert load_bootstrap(write(edit(BASE_YAML, "type: STATIC", "type: LOGICAL_DNS")))
+
+
 def test_enum_spelt_otherwise_is_refused_with_a_suggestion(write):
     error = load_error(write, edit(BASE_YAML, "lb_policy: ROUND_ROBIN", "lb_policy: round-robin"))
     assert "invalid value 'round-robin'" in error.message

@@ -299,12 +299,16 @@ TLS_SOCKET = """\
 """
 
 
-def _with_http_filter(type_url: str, name: str = "f") -> str:
+def _with_http_filter(type_url: str, name: str = "f", config: str = "") -> str:
     return edit(BASE_YAML, ROUTER_FILTER, f"""\
           - name: {name}
             typed_config:
               "@type": type.googleapis.com/{type_url}
-""" + ROUTER_FILTER)
+""" + "".join(f"              {line}\n" for line in config.splitlines()) + ROUTER_FILTER)
+
+
+def only_error(issues: list[ConfigIssue]) -> ConfigIssue:
+    return only_issue([i for i in issues if i.severity == "error"])
 
 
 @pytest.mark.parametrize("type_name", [
@@ -316,7 +320,7 @@ def _with_http_filter(type_url: str, name: str = "f") -> str:
 ])
 def test_filters_that_deny_stay_errors_with_allow_unimplemented(write, type_name):
     issues = issues_of(write, _with_http_filter(type_name), allow_unimplemented=True)
-    issue = only_issue([i for i in issues if i.severity == "error"])
+    issue = only_error(issues)
     assert issue.field_path == f"{HCM_PATH}.http_filters[0].typed_config"
     assert "refused even with --allow-unimplemented" in issue.message
     assert "it can deny traffic" in issue.message
@@ -331,12 +335,9 @@ def test_filter_that_cannot_deny_is_a_warning_with_allow_unimplemented(write):
 
 
 def test_listener_tls_stays_an_error_with_allow_unimplemented(write):
-    text = edit(BASE_YAML, "    - filters:\n", "    - filters:\n") .replace(
-        "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n",
-        "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n"
-        + TLS_SOCKET, 1)
+    text = edit(BASE_YAML, ROUTER_FILTER, ROUTER_FILTER + TLS_SOCKET)
     issues = issues_of(write, text, allow_unimplemented=True)
-    issue = only_issue([i for i in issues if i.severity == "error"])
+    issue = only_error(issues)
     assert issue.field_path == "static_resources.listeners[0].filter_chains[0].transport_socket"
     assert "DownstreamTlsContext would be ignored" in issue.message
     assert issue.line == line_containing(text, "transport_socket:")
@@ -353,6 +354,147 @@ def test_cluster_tls_stays_an_error_with_allow_unimplemented(write):
     issue = only_issue(issues_of(write, text, allow_unimplemented=True))
     assert issue.severity == "error"
     assert issue.field_path == "static_resources.clusters[0].transport_socket"
+
+
+@pytest.mark.parametrize(("type_name", "config", "reason"), [
+    ("header_mutation.v3.HeaderMutation", "mutations: {request_mutations: [{remove: x-user}]}",
+     "it rewrites request headers"),
+    ("buffer.v3.Buffer", "max_request_bytes: 1024", "max_request_bytes (413)"),
+    ("bandwidth_limit.v3.BandwidthLimit", "stat_prefix: bw\nenable_mode: REQUEST", "throttles"),
+    ("mcp.v3.Mcp", "traffic_mode: REJECT_NO_MCP", "REJECT_NO_MCP"),
+    ("cdn_loop.v3.CdnLoopConfig", "cdn_id: edge", "looped"),
+    ("ip_tagging.v3.IPTagging", "ip_tags: [{ip_tag_name: office, ip_list: [{address_prefix: "
+     "10.0.0.0, prefix_len: 8}]}]", "x-envoy-ip-tags"),
+])
+def test_filters_that_limit_or_set_identity_stay_errors(write, type_name, config, reason):
+    text = _with_http_filter(f"envoy.extensions.filters.http.{type_name}", config=config)
+    issue = only_error(issues_of(write, text, allow_unimplemented=True))
+    assert issue.field_path == f"{HCM_PATH}.http_filters[0].typed_config"
+    assert "refused even with --allow-unimplemented" in issue.message and reason in issue.message
+
+
+@pytest.mark.parametrize(("setting", "reason"), [
+    ("internal_address_config: {cidr_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]}",
+     "which peers are internal"),
+    ("original_ip_detection_extensions:\n          - name: xff\n            typed_config:\n"
+     "              \"@type\": type.googleapis.com/envoy.extensions.http.original_ip_detection"
+     ".custom_header.v3.CustomHeaderConfig\n              header_name: x-real-ip",
+     "changes the client address"),
+    ("path_normalization_options: {forwarding_transformation: {operations: "
+     "[{normalize_path_rfc_3986: {}}]}}", "changes the path that routes match"),
+    ("strip_any_host_port: true", "the host that virtual hosts are matched against"),
+], ids=["internal_address_config", "original_ip_detection_extensions",
+        "path_normalization_options", "strip_any_host_port"])
+def test_connection_manager_settings_that_change_trust_stay_errors(write, setting, reason):
+    text = edit(BASE_YAML, "stat_prefix: ingress\n", f"stat_prefix: ingress\n          {setting}\n")
+    issue = only_error(issues_of(write, text, allow_unimplemented=True))
+    assert issue.field_path == f"{HCM_PATH}.{setting.split(':')[0]}"
+    assert reason in issue.message
+
+
+def test_route_match_condition_stays_an_error(write):
+    # Ignored, runtime_fraction 0% would let the route match every request instead of none.
+    text = edit(BASE_YAML, 'match: {prefix: "/"}',
+                'match: {prefix: "/", runtime_fraction: {default_value: {numerator: 0}}}')
+    issue = only_error(issues_of(write, text, allow_unimplemented=True))
+    assert issue.field_path == ROUTE_PATH.removesuffix(".route") + ".match.runtime_fraction"
+
+
+TWO_CHAINS = """\
+    - filter_chain_match:
+        source_prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]
+      filters:
+"""
+
+
+def test_filter_chain_selection_stays_an_error(write):
+    # Outrider serves the first chain to every client: the 10/8-only chain would serve all.
+    chains = edit(BASE_YAML, "    - filters:\n", TWO_CHAINS)
+    issue = only_error(issues_of(write, chains, allow_unimplemented=True))
+    assert issue.field_path == "static_resources.listeners[0].filter_chains[0].filter_chain_match"
+    assert "first filter chain to every client" in issue.message
+    default = chains.replace("    filter_chains:\n", "    default_filter_chain:\n      filters: []\n"
+                             "    filter_chains:\n", 1)
+    errors = [i for i in issues_of(write, default, allow_unimplemented=True)
+              if i.severity == "error"]
+    assert [i.field_path for i in errors] == [
+        "static_resources.listeners[0].default_filter_chain",
+        "static_resources.listeners[0].filter_chains[0].filter_chain_match"]
+
+
+LISTENER_FILTER = """\
+    listener_filters:
+    - name: lf
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.{type_name}
+{config}    filter_chains:
+"""
+
+
+@pytest.mark.parametrize(("type_name", "config", "reason"), [
+    ("local_ratelimit.v3.LocalRateLimit", "        stat_prefix: lrl\n        token_bucket: "
+     "{max_tokens: 1, fill_interval: 1s}\n", "it can deny traffic"),
+    ("proxy_protocol.v3.ProxyProtocol", "", "changes the client address"),
+])
+def test_listener_filters_that_guard_stay_errors(write, type_name, config, reason):
+    text = edit(BASE_YAML, "    filter_chains:\n",
+                LISTENER_FILTER.format(type_name=type_name, config=config))
+    issue = only_error(issues_of(write, text, allow_unimplemented=True))
+    assert issue.field_path == "static_resources.listeners[0].listener_filters[0].typed_config"
+    assert reason in issue.message
+    assert issue.line == line_containing(text, "- name: lf") + 1  # its typed_config
+
+
+def test_listener_filter_that_only_inspects_is_a_warning(write):
+    text = edit(BASE_YAML, "    filter_chains:\n", LISTENER_FILTER.format(
+        type_name="tls_inspector.v3.TlsInspector", config=""))
+    assert has_errors(issues_of(write, text))
+    issue = only_issue(issues_of(write, text, allow_unimplemented=True))
+    assert issue.severity == "warning" and "TlsInspector ('lf') is not implemented" in issue.message
+
+
+def test_discovered_listener_filter_that_can_deny_stays_an_error(write):
+    text = edit(BASE_YAML, "    filter_chains:\n", """\
+    listener_filters:
+    - name: lf
+      config_discovery:
+        config_source: {ads: {}}
+        type_urls: [type.googleapis.com/envoy.extensions.filters.listener.local_ratelimit.v3.LocalRateLimit]
+    filter_chains:
+""")
+    issue = only_error(issues_of(write, text, allow_unimplemented=True))
+    assert issue.field_path == "static_resources.listeners[0].listener_filters[0].config_discovery"
+    assert "LocalRateLimit may be discovered here, and it can deny traffic" in issue.message
+
+
+def test_network_rbac_stays_an_error(write):
+    text = edit(BASE_YAML, "    - filters:\n", """\
+    - filters:
+      - name: nrbac
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC
+          stat_prefix: nrbac
+          rules: {action: DENY, policies: {}}
+""")
+    issue = only_error(issues_of(write, text, allow_unimplemented=True))
+    assert issue.field_path == "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+    assert "network.rbac.v3.RBAC ('nrbac')" in issue.message and "deny" in issue.message
+
+
+def test_tls_wrapped_in_another_transport_socket_stays_an_error(write):
+    text = edit(BASE_YAML, ROUTER_FILTER, ROUTER_FILTER + """\
+      transport_socket:
+        name: pp
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport
+          transport_socket:
+            name: t
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+""")
+    issue = only_error(issues_of(write, text, allow_unimplemented=True))
+    assert issue.field_path == "static_resources.listeners[0].filter_chains[0].transport_socket"
+    assert "tls.v3.DownstreamTlsContext would be ignored" in issue.message
 
 
 def test_require_tls_stays_an_error_with_allow_unimplemented(write):

@@ -4,6 +4,8 @@ recording transport, a manual clock and a fake router (hcm_helpers)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hcm_helpers import DATE, Downstream, FakeRoute, local_reply, upstream_reply
 
@@ -260,6 +262,18 @@ def test_http_1_0_is_refused_with_426_and_close():
     assert d.routers == []
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"GET / HTTP/1.0\r\nHost: \r\n\r\n", b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
+    b"GET /#f HTTP/1.0\r\nHost: a\r\n\r\n",
+], ids=["empty-host", "invalid-host", "fragment"])
+def test_http_1_0_is_refused_with_426_before_the_host_and_path_checks(request_bytes):
+    # As Envoy 1.40 answers each (its codec's refusal): not our empty/invalid Host 400.
+    d = Downstream()
+    assert d.feed(request_bytes) == local_reply("426 Upgrade Required", b"Upgrade Required",
+                                                close=True)
+    assert d.counter("downstream_cx_protocol_error") == 1
+
+
 @pytest.mark.parametrize(("request_bytes", "protocol_errors"), [
     (b"GET / HTTP/1.0\r\n\r\n", 1),
     (b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", 0),
@@ -272,11 +286,17 @@ def test_closing_local_reply_during_headers_is_counted_once(request_bytes, proto
     assert d.counter("downstream_cx_protocol_error") == protocol_errors
 
 
-def test_missing_host_is_400_with_an_empty_body_and_close():
+@pytest.mark.parametrize("request_bytes", [
+    b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n",
+], ids=["absent", "named-by-connection"])
+def test_missing_host_is_400_with_an_empty_body_and_close(request_bytes):
+    # The connection manager's check in Envoy, not its codec's: no protocol error counted.
     d = Downstream()
-    assert d.feed(b"GET / HTTP/1.1\r\n\r\n") == local_reply("400 Bad Request", close=True)
+    assert d.feed(request_bytes) == local_reply("400 Bad Request", close=True)
     assert d.transport.closed is True
-    assert d.counter("downstream_cx_protocol_error") == 1
+    assert d.counter("downstream_cx_protocol_error") == 0
+    assert d.counter("downstream_rq_4xx") == 1
+    assert d.routers == []
 
 
 def test_header_too_large_is_431_with_its_body():
@@ -365,6 +385,49 @@ def test_escaped_slashes_unescaped_then_normalized_then_redirected():
     assert d.counter("downstream_rq_redirected_with_normalized_path") == 1
     d.feed(b"GET /b/c/?q=%2F HTTP/1.1\r\nHost: a\r\n\r\n")  # the path is final: no redirect
     assert d.routers[0].request_headers.path == "/b/c/?q=%2F"
+
+
+GRPC_REFUSED = (b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 13\r\n"
+                b"content-length: 0\r\nconnection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto"])
+def test_escaped_slashes_redirect_refuses_a_grpc_request(content_type):
+    # gRPC clients follow no redirect: Envoy 1.40 answers a failed path normalization, as a
+    # gRPC status (200, grpc-status 13), and closes.
+    d = Downstream(escaped_slashes_action="UNESCAPE_AND_REDIRECT")
+    out = d.feed(b"POST /a%2Fb HTTP/1.1\r\nHost: a\r\ncontent-type: " + content_type.encode()
+                 + b"\r\ncontent-length: 0\r\n\r\n")
+    assert re.sub(rb"date: [^\r]*\r\n", b"", out) == GRPC_REFUSED.replace(
+        b"content-length: 0\r\n", b"content-length: 0\r\nserver: outrider\r\n")
+    assert d.routers == [] and d.transport.closed is True
+    assert (d.counter("downstream_rq_failed_path_normalization"),
+            d.counter("downstream_rq_redirected_with_normalized_path"),
+            d.counter("downstream_rq_2xx")) == (1, 0, 1)
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc-web", "application/grpc;x=1",
+                                          "Application/gRPC", "application/grpcx"])
+def test_escaped_slashes_redirect_of_what_envoy_does_not_call_grpc(content_type):
+    d = Downstream(escaped_slashes_action="UNESCAPE_AND_REDIRECT")
+    out = d.feed(b"GET /a%2Fb HTTP/1.1\r\nHost: a\r\ncontent-type: " + content_type.encode()
+                 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 307 Temporary Redirect\r\n")
+
+
+def test_escaped_slashes_reject_of_a_grpc_request_is_a_grpc_status():
+    d = Downstream(escaped_slashes_action="REJECT_REQUEST")
+    out = d.feed(b"POST /a%2Fb HTTP/1.1\r\nHost: a\r\ncontent-type: application/grpc\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"grpc-status: 13\r\n" in out
+
+
+def test_fragment_is_an_empty_400_counted_as_a_failed_path_normalization():
+    d = Downstream()
+    assert d.feed(b"GET /a#f HTTP/1.1\r\nHost: a\r\n\r\n") == local_reply(
+        "400 Bad Request", close=True)
+    assert d.routers == []
+    assert (d.counter("downstream_rq_failed_path_normalization"),
+            d.counter("downstream_cx_protocol_error")) == (1, 0)
 
 
 def test_escaped_slashes_unescaped_and_forwarded():
@@ -492,6 +555,42 @@ def test_expect_100_continue_on_a_pipelined_request_whose_body_arrived():
     d.routers[0].respond(200)
     assert b"100 Continue" not in d.transport.take()
     assert "expect" not in d.routers[1].request_headers
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+EXPECT = b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+
+
+@pytest.mark.parametrize(("head", "config", "final"), [
+    (b"POST /a%2Fb HTTP/1.1\r\nHost: a\r\n", {"escaped_slashes_action": "REJECT_REQUEST"},
+     b"400"),
+    (b"POST /a%2Fb HTTP/1.1\r\nHost: a\r\n",
+     {"escaped_slashes_action": "UNESCAPE_AND_REDIRECT"}, b"307"),
+    (b"POST /a HTTP/1.1\r\n", {}, b"400"),
+    (b"POST /a HTTP/1.1\r\nHost: a\r\nConnection: host\r\n", {}, b"400"),
+    (b"POST /a#f HTTP/1.1\r\nHost: a\r\n", {}, b"400"),
+], ids=["escaped-slash-reject", "escaped-slash-redirect", "no-host", "host-named-by-connection",
+        "fragment"])
+def test_100_continue_comes_before_the_host_and_path_checks(head, config, final):
+    # Envoy 1.40's order: 100 Continue (counted in 1xx), then the Host and path checks.
+    d = Downstream(**config)
+    out = d.feed(head + EXPECT)
+    assert out.startswith(CONTINUE + b"HTTP/1.1 " + final + b" ")
+    assert d.counter("downstream_rq_1xx") == 1
+    assert d.routers == []
+
+
+@pytest.mark.parametrize(("head", "config", "final"), [
+    (b"POST /a HTTP/1.1\r\nHost: a\r\nx_y: 1\r\n", {"reject_headers_with_underscores": True},
+     b"400"),
+    (b"POST /a HTTP/1.0\r\nHost: a\r\n", {}, b"426"),
+    (b"POST /a HTTP/1.1\r\nHost: a b\r\n", {}, b"400"),
+], ids=["underscore", "http10", "invalid-host"])
+def test_no_100_continue_before_a_codec_refusal(head, config, final):
+    # Envoy's codec refuses these before its connection manager answers any 100 Continue.
+    d = Downstream(**config)
+    assert d.feed(head + EXPECT).startswith(b"HTTP/1.1 " + final + b" ")
+    assert d.counter("downstream_rq_1xx") == 0
 
 
 def test_other_expectations_are_forwarded():

@@ -349,6 +349,39 @@ def test_generate_request_id_false_adds_nothing_and_keeps_the_clients():
     assert headers.get_all("x-request-id") == ["mine"]
 
 
+# forward_client_cert_details on a plaintext connection (every Outrider connection): each mode
+# checked against the 1.40 binary with two client-supplied x-forwarded-client-cert headers.
+XFCC = [("x-forwarded-client-cert", "By=spiffe://admin;Hash=1"),
+        ("x-forwarded-client-cert", "Hash=2")]
+
+
+@pytest.mark.parametrize("mode", ["SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET"])
+@pytest.mark.parametrize("remote", [EXTERNAL, INTERNAL])
+def test_client_cert_header_is_removed_unless_always_forwarded(mode, remote):
+    config = HeaderRulesConfig(forward_client_cert=mode, use_remote_address=True)
+    headers = req(*XFCC, ("x-other", "1"))
+    mutate_request_headers(headers, remote, config)
+    assert "x-forwarded-client-cert" not in headers
+    assert headers.get("x-other") == "1"
+
+
+def test_client_cert_header_is_removed_by_default():
+    headers = req(*XFCC)
+    mutate_request_headers(headers, EXTERNAL, DEFAULT)
+    assert "x-forwarded-client-cert" not in headers
+
+
+def test_always_forward_only_forwards_the_client_cert_header_as_one_list():
+    headers = req(*XFCC)
+    mutate_request_headers(headers, EXTERNAL,
+                           HeaderRulesConfig(forward_client_cert="ALWAYS_FORWARD_ONLY"))
+    assert headers.get_all("x-forwarded-client-cert") == ["By=spiffe://admin;Hash=1,Hash=2"]
+    headers = req(XFCC[0])
+    mutate_request_headers(headers, EXTERNAL,
+                           HeaderRulesConfig(forward_client_cert="ALWAYS_FORWARD_ONLY"))
+    assert headers.get_all("x-forwarded-client-cert") == ["By=spiffe://admin;Hash=1"]
+
+
 # -- response side ------------------------------------------------------------------------------------
 
 def test_server_header_overwritten_by_default():

@@ -19,7 +19,12 @@ from outrider.upstream.cluster import (
     UpstreamSettings,
     host_for,
 )
-from outrider.upstream.cluster_manager import ClusterManager, first_address, select_addresses
+from outrider.upstream.cluster_manager import (
+    ClusterManager,
+    first_address,
+    kept_addresses,
+    select_addresses,
+)
 from outrider.upstream.host import Host
 
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -149,11 +154,11 @@ def test_endpoint_hostname_field_is_read():
     assert s.endpoints[0].hostname == "named.example"
 
 
-def test_logical_dns_needs_exactly_one_endpoint():
-    with pytest.raises(ValueError, match="single locality_lb_endpoint and a single lb_endpoint"):
-        settings(type="LOGICAL_DNS", load_assignment=endpoints(lb_endpoint("a.test"),
-                                                               lb_endpoint("b.test")))
-    assert settings(type="LOGICAL_DNS").type == "LOGICAL_DNS"
+def test_logical_dns_settings_do_not_judge_the_endpoint_count():
+    # The one-endpoint rule is a load-time check (tests/unit/config), reported with the others.
+    two = settings(type="LOGICAL_DNS", load_assignment=endpoints(lb_endpoint("a.test"),
+                                                                 lb_endpoint("b.test")))
+    assert (two.type, len(two.endpoints)) == ("LOGICAL_DNS", 2)
 
 
 # -- Cluster ---------------------------------------------------------------------------------------
@@ -352,6 +357,18 @@ def test_first_address_keeps_the_answer_order(family, expected):
     # LOGICAL_DNS takes the first address of the answer (INFOS starts with 10.0.0.2, not the
     # lowest address).
     assert first_address(INFOS, family) == expected
+
+
+@pytest.mark.parametrize("family", ["V4_ONLY", "V6_ONLY", "AUTO", "V4_PREFERRED", "ALL"])
+@pytest.mark.parametrize("infos", [INFOS, INFOS[::-1], [info("10.0.0.1")], [info("2001:db8::1")]],
+                         ids=["mixed", "mixed-reversed", "v4", "v6"])
+def test_logical_and_strict_dns_keep_the_same_family(family, infos):
+    # One rule for both (kept_addresses): LOGICAL_DNS's address is always one of STRICT_DNS's.
+    kept = kept_addresses(infos, family)
+    assert first_address(infos, family) == (kept[0] if kept else None)
+    assert select_addresses(infos, family) == sorted(
+        set(kept), key=lambda address: (":" in address, address))
+    assert (first_address(infos, family) is None) == (select_addresses(infos, family) == [])
 
 
 def test_first_address_of_an_answer_without_the_family():
