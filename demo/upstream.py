@@ -77,4 +77,7 @@ async def serve(ports: list[int], host: str = "127.0.0.1") -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve([int(p) for p in sys.argv[1:]] or [10001, 10002, 10003]))
+    try:
+        asyncio.run(serve([int(p) for p in sys.argv[1:]] or [10001, 10002, 10003]))
+    except KeyboardInterrupt:
+        sys.exit(0)  # Ctrl-C in `make run` reaches the whole process group: a normal stop
