@@ -354,8 +354,13 @@ class ServerCodec(_Http1Parser):
                 # Absolute form: the URI's authority replaces Host (RFC 9112 §3.2.2).
                 scheme, _, rest = url.partition("://")
                 scheme = scheme.lower()
-                slash = rest.find("/")
-                authority, url = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+                # The authority ends at the first "/", "?" or "#" (RFC 3986 §3.2); an empty
+                # path is "/" ("http://a?q" asks for "/?q").
+                end = _AUTHORITY_END(rest)
+                authority, url = (rest, "/") if end is None else (
+                    rest[:end.start()], rest[end.start():])
+                if url[:1] != "/":
+                    url = "/" + url
                 if _URI_AUTHORITY(authority) is None:  # empty, or a port that is not one
                     self._fail(_bad_request("http1.invalid_url"))
             elif not (method == "OPTIONS" and url == "*") and method != "CONNECT":
@@ -414,7 +419,8 @@ class ServerCodec(_Http1Parser):
 
 
 # Characters that cannot appear in a Host (RFC 3986 reg-name, IP literal and port).
-_INVALID_AUTHORITY = re.compile(r'[\x00-\x20\x7f/@\\"<>{}|^`]').search
+_INVALID_AUTHORITY = re.compile(r'[\x00-\x20\x7f/?#@\\"<>{}|^`]').search
+_AUTHORITY_END = re.compile(r"[/?#]").search
 
 
 def _valid_authority(authority: str) -> bool:
@@ -656,6 +662,12 @@ class ClientCodec(_Http1Parser):
                 # 101: an upgrade nobody asked for. Under 100: no such status, and llhttp would
                 # read a body after it that no headers event announced.
                 self._fail(CodecError(502, "", "protocol error"))
+            for name, value in self._headers:
+                if name == "transfer-encoding" or (name == "content-length" and value != "0"):
+                    # An interim response has no body (RFC 9110 §15.2), but llhttp reads one
+                    # for a 1xx other than 100, 102 and 103: relayed, it would land inside the
+                    # final response. Envoy refuses it (502).
+                    self._fail(CodecError(502, "", "protocol error"))
             self._interim = True
             return
         content_length = None

@@ -48,7 +48,8 @@ class ActiveStream:
     """One request/response exchange: header rules, routing, and the response's encoder."""
 
     __slots__ = (
-        "_id", "cm", "request_headers", "version", "keep_alive", "framing", "router", "started",
+        "_id", "cm", "request_headers", "version", "keep_alive", "framing", "router", "activated",
+        "started",
         "headers_complete", "request_complete", "response_started", "response_complete",
         "close_connection", "encoder", "head_request", "deferred", "start_time",
         "response_flags", "internal", "route", "end_decoded", "local_error", "upgrade",
@@ -65,6 +66,10 @@ class ActiveStream:
         self.keep_alive = False
         self.framing = "none"
         self.router = None
+        # Its turn has come (``activate``): only then may it start, so that the stream ahead is
+        # done and its own timers run. Started at most once, by whichever of ``activate`` and
+        # ``on_request_headers`` comes second.
+        self.activated = False
         self.started = False
         self.headers_complete = False
         self.request_complete = False
@@ -107,6 +112,9 @@ class ActiveStream:
     def activate(self) -> None:
         """Its turn to be answered (at its first byte, or when the stream ahead finished): the
         header-phase and request timeouts run from now, as Envoy parses one request at a time."""
+        if self.activated:
+            return
+        self.activated = True
         cm = self.cm
         config = cm.config
         now = cm.loop.time()
@@ -144,9 +152,8 @@ class ActiveStream:
         self._headers_deadline = None
         cm = self.cm
         self._last_activity = cm.loop.time()
-        streams = cm.streams
-        if streams and streams[0] is self:
-            self.start()
+        if self.activated and not self.response_complete:
+            self.start()  # its turn came while its head was being read
 
     def start(self) -> None:
         """Begin processing: header rules, route, then the filter chain (the router)."""

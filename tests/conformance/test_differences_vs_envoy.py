@@ -204,6 +204,18 @@ def forwarded(port: int, raw: bytes) -> Response:
 
 # -- requests the codec refuses where Envoy forwards them ----------------------------------------
 
+def test_absolute_form_with_a_query_and_no_path(proxies, kind):
+    """Envoy answers 404 (it routes a path that does not start with "/"); Outrider reads the
+    target as RFC 3986 does: host a.example, path /?q=1."""
+    port = proxies[kind][0].port
+    raw = b"GET http://a.example?q=1 HTTP/1.1\r\nHost: b\r\n\r\n"
+    if kind == "envoy":
+        assert one(port, raw).status == 404
+    else:
+        echo = forwarded(port, raw).echo()
+        assert (echo.path, echo.header("host")) == ("/?q=1", "a.example")
+
+
 @pytest.mark.parametrize(("raw", "header", "envoy_forwards"), [
     pytest.param(b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "host", "a,b",
                  id="two Host headers"),

@@ -132,6 +132,8 @@ CASES: dict[str, tuple[bytes, int]] = {
     "missing-host": (b"GET /echo HTTP/1.1\r\nx-a: b\r\n\r\n", 1),
     "invalid-method": (b"FOO /echo HTTP/1.1\r\nHost: x\r\n\r\n", 1),
     "fragment": (b"GET /echo#frag HTTP/1.1\r\nHost: x\r\n\r\n", 1),
+    "host-with-hash": (b"GET /echo HTTP/1.1\r\nHost: x#y\r\n\r\n", 1),
+    "host-with-question-mark": (b"GET /echo HTTP/1.1\r\nHost: x?y\r\n\r\n", 1),
     "uri-70kb": (b"GET /echo?" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 1),
     "header-61kb": (build("GET", "/echo", headers=[("x-big", "a" * 61_440)]), 1),
     "header-59kb": (build("GET", "/echo", headers=[("x-big", "a" * 59_000)]), 1),

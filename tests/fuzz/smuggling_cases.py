@@ -148,6 +148,16 @@ DIVERGENCES = [
 OPEN_REQUEST_DIVERGENCES: tuple = ()
 
 FLAKY = [
+    # Seen ONCE (2026-12-03, `make fuzz --seed 11`, two sends, on a proxy started before the
+    # double-start fix of that day): chunk data longer than its size line (0x2f bytes, a whole
+    # request, then "x" before the CRLF). Envoy 1.40 ignores the extra byte and forwards the
+    # 47-byte body (200); Outrider answers 400 (RFC 9112 §7.1), but its upstream had got an
+    # unfinished body that was not a prefix of the client's ('...Host: r'), as when one stream
+    # was started twice and its body split between two upstream requests. Not reproduced since
+    # (with and without a pause mid-chunk). Kept as a guard.
+    Case("chunk-data-longer-than-its-size",
+         b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: example.com\r\n\r\n2f\r\n"
+         + SMUGGLED + b"x\r\n0\r\nX-T: 1\r\n\r\n", sent=1, cuts=(100,), runs=3),
     # Seen ONCE in the final 2823-stream run (de599f0), never since (0 in 40, five cut points):
     # after three pipelined requests (the last a HEAD with a 6-byte body), Outrider's upstream
     # got the HEAD a second time, unfinished (no body), which Envoy never sends. Kept as a

@@ -147,6 +147,25 @@ def test_bytes_after_a_response_close_the_upstream_connection(proxy, hostile, ca
         "the connection that sent bytes after its response was reused"
 
 
+@pytest.mark.parametrize("status", [100, 150])
+def test_an_interim_response_with_a_body_never_reaches_the_client(proxy, hostile, status):
+    """Found in review: a 1xx announcing a body (which llhttp reads after 104-199) had that body
+    relayed inside the final response, a response injected into the client's stream. Envoy
+    refuses the response (502, protocol error); so does Outrider."""
+    interim = b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n" % (status, len(INJECTED))
+    hostile.script = lambda r: [interim + INJECTED + answer(b"ok"), 0.2, CLOSE] \
+        if r.path == "/h/interim" else default_script(r)
+    client = RawClient(proxy.port)
+    try:
+        response = client.exchange(build("GET", "/h/interim"))
+        assert b"PWNED" not in response.body
+        assert (response.status, response.body.decode()) == (502, RESET_BEFORE_HEADERS
+                                                             + "protocol error")
+        assert_usable(client)
+    finally:
+        client.close()
+
+
 # -- 3: endless headers ---------------------------------------------------------------------------
 
 ENDLESS = 16 << 20  # bytes of one header value the client offers; the limit is 60 KiB

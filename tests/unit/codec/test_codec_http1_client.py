@@ -126,6 +126,38 @@ def test_1xx_responses_are_skipped(interim):
     assert parse_responses(bytewise(data)) == HI_EVENTS
 
 
+INJECTED_RESPONSE = b"HTTP/1.1 200 OK\r\nX-Injected: 1\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize("head", [
+    f"HTTP/1.1 150 X\nContent-Length: {len(INJECTED_RESPONSE)}\n",
+    "HTTP/1.1 100 Continue\nContent-Length: 2\n",
+    "HTTP/1.1 199 X\nTransfer-Encoding: chunked\n",
+], ids=["150 with a length", "100 with a length", "199 chunked"])
+def test_an_interim_response_announcing_a_body_is_a_protocol_error(head):
+    """A 1xx has no body; llhttp reads one after 104-199, which relayed would land inside the
+    final response (Envoy: 502)."""
+    data = response(head, INJECTED_RESPONSE) + HI
+    for pieces in (data, bytewise(data)):
+        events = parse_responses(pieces)
+        assert events == [PROTOCOL_ERROR], events
+
+
+def test_an_interim_response_with_length_0_is_skipped():
+    assert parse_responses(response("HTTP/1.1 100 Continue\nContent-Length: 0\n") + HI) == \
+        HI_EVENTS
+
+
+def test_body_bytes_parsed_before_an_error_are_relayed_however_the_reads_are_cut():
+    """The codec holds a read's last body bytes back to hand them over with the response's end;
+    an error later in the same read must not swallow them, or what the client got before the
+    reset would depend on how the upstream's bytes were cut into reads."""
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\n"
+    expected = [("headers", 200, [], True, "chunked"), ("data", b"abc"), PROTOCOL_ERROR]
+    assert parse_responses(data) == expected
+    assert parse_responses(bytewise(data)) == expected
+
+
 @pytest.mark.parametrize("status", ["000", "099"])
 def test_a_status_below_100_is_a_protocol_error(status):
     injected = b"HTTP/1.1 200 OK\r\nX-Injected: 1\r\nContent-Length: 0\r\n\r\n"

@@ -257,7 +257,7 @@ def test_duplicate_host_is_refused():
         400, "Bad Request", "http1.duplicate_host")
 
 
-@pytest.mark.parametrize("host", ["a b", "a/b@evil", 'a"b', "a\\b"])
+@pytest.mark.parametrize("host", ["a b", "a/b@evil", 'a"b', "a\\b", "x#y", "x?y"])
 def test_invalid_host_characters_are_refused(host):
     # reliability.md #41.
     assert error_of(request(f"GET / HTTP/1.1\nHost: {host}\n")) == (
@@ -501,6 +501,15 @@ def test_an_absolute_form_target_needs_a_valid_authority(target):
     ("http://example.com/", "example.com"), ("http://example.com:/", "example.com:")])
 def test_valid_absolute_form_authorities_pass(target, authority):
     assert parse_requests(request(f"GET {target} HTTP/1.1\nHost: a\n"))[0][3] == authority
+
+
+@pytest.mark.parametrize(("target", "authority", "path"), [
+    ("http://a.com?q=1", "a.com", "/?q=1"), ("http://a.com:81?q", "a.com:81", "/?q"),
+    ("http://a.com/p?q=/x", "a.com", "/p?q=/x")])
+def test_an_absolute_form_authority_ends_at_the_path_or_the_query(target, authority, path):
+    """RFC 3986 §3.2: "http://a.com?q=1" is host a.com asking for /?q=1, not host "a.com?q=1"."""
+    event = parse_requests(request(f"GET {target} HTTP/1.1\nHost: b\n"))[0]
+    assert (event[3], event[2]) == (authority, path)
 
 
 def test_connection_naming_host_leaves_no_host():

@@ -830,3 +830,19 @@ def test_writes_after_close_are_dropped():
     d.connection.close()
     router.stream.cm.connection.write(b"late")
     assert d.transport.writes_after_close == []
+
+
+def test_a_pipelined_request_whose_head_completes_before_its_turn_starts_once():
+    """The stream ahead ends (its successor's activation is scheduled on the loop) and the rest
+    of the successor's head arrives before that runs: it is started once, by the activation,
+    not a second time by its headers (a double start sent it upstream twice and the client got
+    an extra response)."""
+    d = Downstream()
+    d.feed(GET_A + GET_B[:1])
+    d.routers[0].respond(200, b"a")  # /b's activation is queued, not run
+    d.connection.data_received(GET_B[1:])  # /b's head completes first
+    d.transport.take()  # the loop runs the activation
+    assert [r.events[0][2] for r in d.routers] == ["/a", "/b"]
+    d.routers[1].respond(200, b"b")
+    assert d.transport.take() == upstream_reply("200 OK", b"b")
+    assert len(d.routers) == 2
