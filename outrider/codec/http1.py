@@ -115,21 +115,14 @@ _STATUS_LINES = {
 }
 
 
-def status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode("latin-1")
-    return line
-
-
 # An accepted HTTP/1.0 request is answered in HTTP/1.0, as Envoy does with accept_http_10.
 _STATUS_LINES_10 = {status: b"HTTP/1.0" + line[8:] for status, line in _STATUS_LINES.items()}
 
 
-def status_line_10(status: int) -> bytes:
-    line = _STATUS_LINES_10.get(status)
+def status_line(status: int, version: str = "1.1") -> bytes:
+    line = (_STATUS_LINES_10 if version == "1.0" else _STATUS_LINES).get(status)
     if line is None:
-        line = f"HTTP/1.0 {status} {reason_phrase(status)}\r\n".encode("latin-1")
+        line = f"HTTP/{version} {status} {reason_phrase(status)}\r\n".encode("latin-1")
     return line
 
 
@@ -476,7 +469,7 @@ class ResponseEncoder:
             # (Envoy).
             close = close or not has_length
             parts.append("connection: close\r\n" if close else "connection: keep-alive\r\n")
-            line = status_line_10(headers.status)
+            line = status_line(headers.status, "1.0")
         else:
             if close:
                 parts.append("connection: close\r\n")

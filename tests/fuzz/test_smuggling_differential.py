@@ -156,12 +156,16 @@ def test_hostile_responses_never_leak_and_answer_like_envoy(response_harness, re
     assert not problems, result.report(reply)
 
 
+def known(cases) -> list:
+    """The cases as parameters; an open divergence is a non-strict xfail until it is fixed."""
+    return [pytest.param(case, id=case.name, marks=[pytest.mark.xfail(
+        reason=f"open divergence: {case.name}", strict=False)] if case.open else [])
+        for case in cases]
+
+
 @needs_envoy
 @pytest.mark.envoy
-@pytest.mark.parametrize("case", [
-    pytest.param(case, id=case.name, marks=[pytest.mark.xfail(
-        reason=f"open divergence: {case.name}", strict=False)] if case.open else [])
-    for case in CASES])
+@pytest.mark.parametrize("case", known(CASES))
 def test_known_case(harness, case):
     for _ in range(case.runs):
         result = check(harness, split(case.data, case.cuts), case.sent, replays=0)
@@ -170,10 +174,7 @@ def test_known_case(harness, case):
 
 @needs_envoy
 @pytest.mark.envoy
-@pytest.mark.parametrize("case", [
-    pytest.param(case, id=case.name, marks=[pytest.mark.xfail(
-        reason=f"open divergence: {case.name}", strict=False)] if case.open else [])
-    for case in RESPONSE_CASES])
+@pytest.mark.parametrize("case", known(RESPONSE_CASES))
 def test_known_response_case(response_harness, case):
     result = check_reply(response_harness, case.reply, replays=0)
     assert not result.flaky, result.report(case.reply)
