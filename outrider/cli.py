@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from outrider import __version__
@@ -25,13 +26,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log line pattern, Envoy's (spdlog) flags; default "
                              "'[%%Y-%%m-%%d %%T.%%e][%%t][%%l][%%n] [%%g:%%#] %%v'")
     parser.add_argument("--log-path", help="write logs to this file instead of stderr")
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="worker count (accepted; one worker until multi-process lands)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="worker processes (default: the number of CPUs, as Envoy); "
+                             "1 runs everything in one process")
+    parser.add_argument("--drain-time-s", type=int, default=600,
+                        help="how long draining lasts (shutdown, /drain_listeners, reload of a "
+                             "listener, upgrade)")
+    parser.add_argument("--drain-strategy", choices=("gradual", "immediate"), default="gradual",
+                        help="gradual: close keep-alive connections over the drain time; "
+                             "immediate: after their next response")
+    parser.add_argument("--parent-shutdown-time-s", type=int, default=900,
+                        help="binary upgrade: the old process exits by then at the latest")
     parser.add_argument("--base-id", type=int, default=0, help="accepted for compatibility")
     parser.add_argument("--admin-address-path", help="write the admin address to this file")
     parser.add_argument("--allow-unimplemented", action="store_true",
                         help="load configs that set fields Outrider does not implement "
                              "(they are reported as warnings and ignored)")
+    parser.add_argument("--config-env-substitution", action="store_true",
+                        help="replace ${VAR} and ${VAR:-default} in the config file from the "
+                             "environment")
+    parser.add_argument("--watch-config", action=argparse.BooleanOptionalAction, default=True,
+                        help="reload when the config file changes (default: on)")
+    parser.add_argument("--hot-restart-from", type=int, metavar="PID",
+                        help="take over the listeners of the Outrider with this main process "
+                             "pid, then let it drain (binary upgrade; SIGUSR2 does this)")
+    parser.add_argument("--disable-hot-restart", action="store_true",
+                        help="ignore SIGUSR2 (binary upgrade)")
     parser.add_argument("--version", action="version", version=f"outrider version: {__version__}")
     return parser
 
@@ -50,59 +70,65 @@ def main(argv: list[str] | None = None) -> int:
         print("outrider: -c/--config-path is required", file=sys.stderr)
         return 1
 
-    loaded = load_and_report(args.config_path, args.allow_unimplemented)
+    loaded = load_and_report(args.config_path, config_options(args))
     if loaded is None:
         return 1
     if args.mode == "validate":
         print(f"configuration '{args.config_path}' OK")
         return 0
-    return serve(loaded.bootstrap, args)
+    return serve(loaded.bootstrap, args, argv if argv is not None else sys.argv[1:])
 
 
-def load_and_report(config_path: str, allow_unimplemented: bool):
+def config_options(args):
+    from outrider.config.checked import ConfigOptions
+
+    return ConfigOptions(allow_unimplemented=args.allow_unimplemented,
+                         env_substitution=args.config_env_substitution)
+
+
+def load_and_report(config_path: str, options):
     """Load and check the config, printing every problem in one format to stderr.
 
     Returns the LoadedConfig to serve, without the listeners Outrider cannot serve (validate()
     warned about each by name), or None when the config has errors.
     """
-    from outrider.config.errors import ConfigError
-    from outrider.config.loader import load_bootstrap
-    from outrider.config.validate import unservable_listeners, validate
+    from outrider.config.checked import load_checked
 
-    try:
-        loaded = load_bootstrap(config_path)
-    except ConfigError as error:
-        issues = error.issues
-    else:
-        issues = validate(loaded, allow_unimplemented=allow_unimplemented)
+    loaded, issues = load_checked(config_path, options)
     for issue in issues:
         print(issue, file=sys.stderr)
-    errors = sum(issue.severity == "error" for issue in issues)
-    if errors:
+    if loaded is None:
+        errors = sum(issue.severity == "error" for issue in issues)
         print(f"configuration '{config_path}' is invalid: {errors} error(s)", file=sys.stderr)
-        return None
-    listeners = loaded.bootstrap.static_resources.listeners
-    for index, _reason in reversed(unservable_listeners(loaded.bootstrap)):
-        del listeners[index]  # validate() warned about each, by name
     return loaded
 
 
-def serve(bootstrap, args) -> int:
+def serve(bootstrap, args, argv: list[str]) -> int:
     import uvloop
 
-    from outrider.server.instance import Server, StartupError
+    from outrider.server.instance import Server, ServerOptions, StartupError
     from outrider.server.limits import raise_open_files_limit
+    from outrider.server.log_format import DEFAULT_FORMAT
     from outrider.server.memory import tune_malloc
 
     tune_malloc()
     raise_open_files_limit()
-    options = {"config_path": args.config_path, "concurrency": args.concurrency,
-               "admin_address_path": args.admin_address_path}
-    log = logging.getLogger("outrider")
-    if args.concurrency > 1:
-        log.warning("--concurrency %d: one worker runs (multi-process workers are not "
-                    "implemented yet)", args.concurrency)
+    concurrency = args.concurrency or len(os.sched_getaffinity(0))
+    if concurrency < 1:
+        print("outrider: --concurrency must be at least 1", file=sys.stderr)
+        return 1
+    options = ServerOptions(
+        config_path=args.config_path, concurrency=concurrency,
+        drain_time=float(args.drain_time_s), drain_strategy=args.drain_strategy,
+        parent_shutdown_time=float(args.parent_shutdown_time_s),
+        config_options=config_options(args), admin_address_path=args.admin_address_path,
+        watch_config=args.watch_config, hot_restart_from=args.hot_restart_from,
+        hot_restart_enabled=not args.disable_hot_restart, base_id=args.base_id, argv=argv,
+        worker_log_args=["--log-level", str(_LEVELS[args.log_level]),
+                         "--log-format", args.log_format or DEFAULT_FORMAT,
+                         *(["--log-path", args.log_path] if args.log_path else [])])
     server = Server(bootstrap, options)
+    log = logging.getLogger("outrider")
     try:
         uvloop.run(server.serve())
     except StartupError as error:

@@ -45,6 +45,7 @@ from google.protobuf.message import DecodeError
 
 from outrider.config import typed
 from outrider.config.constraints import envoy_load_checks, iter_violations, join
+from outrider.config.env_substitution import substitute
 from outrider.config.errors import ConfigError, ConfigIssue
 
 FD = descriptor.FieldDescriptor
@@ -123,8 +124,13 @@ def _parent_path(path: str) -> str:
     return path[:cut] if cut >= 0 else ""
 
 
-def load_bootstrap(path: str) -> LoadedConfig:
-    """Read and parse the bootstrap at ``path``; raises ConfigError naming file, line and field."""
+def load_bootstrap(path: str, *, env_substitution: bool = False) -> LoadedConfig:
+    """Read and parse the bootstrap at ``path``; raises ConfigError naming file, line and field.
+
+    With ``env_substitution``, ``${NAME}`` and ``${NAME:-default}`` in the file's text are
+    replaced from ``os.environ`` before parsing (:mod:`outrider.config.env_substitution`; not
+    Envoy behaviour, so opt-in). A binary proto has no text to substitute and is refused.
+    """
     ext = os.path.splitext(path)[1].lower()
     fmt = FORMATS.get(ext)
     if fmt is None:
@@ -138,11 +144,16 @@ def load_bootstrap(path: str) -> LoadedConfig:
     except OSError as e:
         raise ConfigError(f"cannot read config: {e.strerror}", path) from e
     if fmt == "pb":
+        if env_substitution:
+            raise ConfigError("environment variable substitution applies to text configs "
+                              "(YAML, JSON, text proto), not to a binary proto", path)
         return _load_binary(raw, path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"config is not valid UTF-8 (byte offset {e.start})", path) from e
+    if env_substitution:
+        text = substitute(text, os.environ, path)
     return load_bootstrap_text(text, fmt, path=path)
 
 

@@ -363,7 +363,9 @@ class ActiveStream:
                 headers.set_default("x-request-id", request_id)
         if not has_date:
             headers.add("date", http_date())
-        if close or cm.draining or (not self.request_complete and self.framing != "none"):
+        drain = cm.drain
+        if (close or (drain.started_at is not None and drain.drain_close())
+                or (not self.request_complete and self.framing != "none")):
             # A response that starts before its request body has arrived ends the connection
             # (Envoy: HTTP/1 cannot find the next request's start once it stops reading one).
             self.close_connection = True

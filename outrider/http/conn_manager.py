@@ -20,7 +20,6 @@ from collections import deque
 
 from outrider.codec.http1 import CodecError, ResponseEncoder, ServerCodec
 from outrider.http.active_stream import ActiveStream
-from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.stats.store import StatsStruct
 
 log = logging.getLogger("outrider.http")
@@ -63,14 +62,19 @@ class HttpStats(StatsStruct):
 class ConnectionManager:
     """Codec callbacks for one downstream HTTP/1 connection."""
 
-    def __init__(self, config: ConnectionManagerConfig, router_factory, connection, loop,
-                 stats: HttpStats) -> None:
-        # global
-        self.config = config
-        self.router_factory = router_factory
+    def __init__(self, listener, connection, loop) -> None:
+        # global: the listener's config when the connection opened; a reload may replace it,
+        # and the connection takes the new one at its next request (``new_stream``)
+        self.listener = listener
+        config = self.config = listener.hcm_config
+        self.router_factory = listener.router_factory
+        stats = self.stats = listener.http_stats
+        self.drain = listener.drain  # says when a response should close the connection
         self.connection = connection
         self.loop = loop
-        self.stats = stats
+        # The connection's own gauge is counted down where it was counted up, whatever the
+        # config says by then.
+        self._cx_stats = stats
         # Per-request debug lines, decided once per connection: a disabled level costs the
         # hot path one attribute test, not a logging call.
         self.debug = log.isEnabledFor(logging.DEBUG)
@@ -80,7 +84,6 @@ class ConnectionManager:
                                  config.accept_http_10)
         self.streams: deque[ActiveStream] = deque()  # head is the one being answered
         self.closed = False
-        self.draining = False  # answers get connection: close (set by drain, a later release)
         # Nothing more is parsed: after malformed input, an internal error, or a full pipeline.
         self._input_closed = False
         self._pipeline_paused = False
@@ -115,7 +118,7 @@ class ConnectionManager:
         if self.closed:
             return
         self.closed = True
-        self.stats.downstream_cx_active.dec()
+        self._cx_stats.downstream_cx_active.dec()
         self._cancel_timers()
         self.codec.abandon()  # this may run inside a codec callback: the rest of the read is not
         for stream in self.streams:
@@ -147,16 +150,27 @@ class ConnectionManager:
             # nothing after this point is read.
             self.stop_reading()
             raise _StopParsing
-        stream = ActiveStream(self, encoder)
         if not streams:
+            if self.config is not self.listener.hcm_config:
+                self._take_current_config()
+            stream = ActiveStream(self, encoder)
             streams.append(stream)
             stream.activate()
             return stream
+        stream = ActiveStream(self, encoder)
         streams.append(stream)  # pipelined: it waits for the ones ahead of it
         if not self._pipeline_paused:
             self._pipeline_paused = True
             self.connection.read_disable(True)
         return stream
+
+    def _take_current_config(self) -> None:
+        """A reload replaced the listener's config: requests from now on use it (none is in
+        flight on this connection; its codec limits and timers stay those it opened with)."""
+        listener = self.listener
+        self.config = listener.hcm_config
+        self.router_factory = listener.router_factory
+        self.stats = listener.http_stats
 
     # -- stream lifecycle -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
 
     def __init__(self, factory) -> None:
         self.id = next_connection_id()  # for log lines
-        self.factory = factory  # ListenerFactory: config, router factory, stats, loop
+        self.factory = factory  # ListenerFactory: current config, router factory, stats, drain, loop
         self.transport = None
         self.manager: ConnectionManager | None = None
         self.remote_ip = ""
@@ -51,8 +51,7 @@ class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
         limit = factory.buffer_limit
         transport.set_write_buffer_limits(high=limit, low=limit // 2)
         factory.on_connection_open(self)
-        self.manager = ConnectionManager(factory.hcm_config, factory.router_factory, self,
-                                         factory.loop, factory.http_stats)
+        self.manager = ConnectionManager(factory, self, factory.loop)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -7,98 +7,133 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import time
+from collections import deque
 from urllib.parse import parse_qs
 
 from outrider import __version__
 from outrider.codec.http1 import CodecError, ResponseEncoder, ServerCodec
 from outrider.http.headers import ResponseHeaders
+from outrider.upstream.membership import health_flags_string
 
 _HELP = {
     "/": "this help",
     "/help": "this help",
     "/ready": "print server state, return 200 if LIVE, otherwise return 503",
     "/server_info": "print server version/status information",
-    "/stats": "print server stats (?filter=REGEX, ?format=json)",
+    "/stats": "print server stats (?filter=REGEX, ?format=json), summed over the workers",
+    "/stats/prometheus": "print server stats in prometheus format",
     "/clusters": "upstream cluster status",
-    "/quitquitquit": "exit the server (POST)",
+    "/drain_listeners": "drain listeners (POST; ?graceful: keep accepting for the drain time)",
+    "/quitquitquit": "drain and exit the server (POST)",
 }
+_TEXT = "text/plain; charset=UTF-8"
+_POST_ONLY = {"/quitquitquit", "/drain_listeners"}
 
 
 class AdminServer:
-    def __init__(self, server, address: str, port: int) -> None:
+    def __init__(self, server, address: str) -> None:
         self.server = server  # outrider.server.instance.Server
         self.address = address
-        self.port = port
+        self.port = 0
+        self.socket = None  # the listening socket, handed over on a binary upgrade
         self.started = time.time()
         self._asyncio_server = None
 
-    async def start(self, loop) -> None:
-        self._asyncio_server = await loop.create_server(
-            lambda: AdminConnection(self), self.address, self.port, reuse_address=True)
-        if self.port == 0:
-            self.port = self._asyncio_server.sockets[0].getsockname()[1]
+    async def start(self, loop, sock) -> None:
+        self.socket = sock
+        self.port = sock.getsockname()[1]
+        self._asyncio_server = await loop.create_server(lambda: AdminConnection(self),
+                                                        sock=sock.dup())
 
     def close(self) -> None:
         if self._asyncio_server is not None:
             self._asyncio_server.close()
+            self._asyncio_server = None
 
     # -- handlers: (method, path, query) -> (status, content_type, body) -----------------------
 
-    def handle(self, method: str, path: str, query: dict) -> tuple[int, str, str]:
+    async def handle(self, method: str, path: str, query: dict) -> tuple[int, str, str]:
+        if path in _POST_ONLY and method != "POST":
+            return 405, _TEXT, "This endpoint requires POST\n"
         if path in ("/", "/help"):
-            body = "admin commands are:\n" + "".join(
-                f"  {p}: {text}\n" for p, text in _HELP.items() if p != "/")
-            return 200, "text/plain; charset=UTF-8", body
+            return 200, _TEXT, self._help_page()
         if path == "/ready":
             state = self.server.state
-            return (200 if state == "LIVE" else 503), "text/plain; charset=UTF-8", state + "\n"
+            return (200 if state == "LIVE" else 503), _TEXT, state + "\n"
         if path == "/server_info":
-            info = {
-                "version": f"outrider/{__version__}",
-                "state": self.server.state,
-                "uptime_current_epoch": f"{int(time.time() - self.started)}s",
-                "uptime_all_epochs": f"{int(time.time() - self.started)}s",
-                "command_line_options": self.server.options_summary(),
-            }
-            return 200, "application/json", json.dumps(info, indent=2) + "\n"
+            return 200, "application/json", json.dumps(self._server_info(), indent=2) + "\n"
         if path == "/stats":
-            return self._stats(query)
+            return self._stats(await self._merged_stats(), query)
+        if path == "/stats/prometheus":
+            return 200, "text/plain; version=0.0.4", prometheus_text(await self._merged_stats())
         if path == "/clusters":
-            return 200, "text/plain; charset=UTF-8", self._clusters()
+            return 200, _TEXT, self._clusters()
+        if path == "/drain_listeners":
+            self.server.drain_listeners(graceful="graceful" in query)
+            return 200, _TEXT, "OK\n"
         if path == "/quitquitquit":
-            if method != "POST":
-                return 405, "text/plain; charset=UTF-8", "This endpoint requires POST\n"
             asyncio.get_running_loop().call_soon(self.server.stop)
-            return 200, "text/plain; charset=UTF-8", "OK\n"
-        return 404, "text/plain; charset=UTF-8", "invalid path. admin commands are:\n" + "".join(
+            return 200, _TEXT, "OK\n"
+        return 404, _TEXT, "invalid path. admin commands are:\n" + "".join(
             f"  {p}: {t}\n" for p, t in _HELP.items() if p != "/")
 
-    def _stats(self, query: dict) -> tuple[int, str, str]:
-        import re
+    def _help_page(self) -> str:
+        lines = ["admin commands are:"]
+        lines += [f"  {p}: {text}" for p, text in _HELP.items() if p != "/"]
+        reload = self.server.last_reload
+        if reload is not None:
+            lines += ["", f"last config reload: {'applied' if reload.ok else 'REJECTED'}: "
+                          f"{reload.summary}", *(f"  {error}" for error in reload.errors)]
+        return "\n".join(lines) + "\n"
 
-        store = self.server.stats
-        values = {name: c.value for name, c in store.counters().items()}
-        values.update({name: g.value for name, g in store.gauges().items()})
+    def _server_info(self) -> dict:
+        server = self.server
+        uptime = f"{int(time.time() - self.started)}s"
+        info = {
+            "version": f"outrider/{__version__}",
+            "state": server.state,
+            "uptime_current_epoch": uptime,
+            "uptime_all_epochs": uptime,
+            "hot_restart_version": "outrider.1",
+            "command_line_options": server.options_summary(),
+            "pid": os.getpid(),
+            "worker_pids": server.workers.pids if server.workers is not None else [],
+        }
+        reload = server.last_reload
+        if reload is not None:
+            info["last_config_reload"] = {"ok": reload.ok, "summary": reload.summary,
+                                          "errors": reload.errors}
+        return info
+
+    async def _merged_stats(self) -> dict[str, dict[str, int]]:
+        server = self.server
+        snapshots = await server.workers.collect_stats() if server.workers is not None else []
+        return server.stats.merged(snapshots)
+
+    @staticmethod
+    def _stats(merged: dict[str, dict[str, int]], query: dict) -> tuple[int, str, str]:
+        values = {**merged["counters"], **merged["gauges"]}
         pattern = query.get("filter", [None])[0]
         if pattern:
             try:
                 regex = re.compile(pattern)
             except re.error as exc:
-                return 400, "text/plain; charset=UTF-8", f"Invalid re2 regex: {exc}\n"
+                return 400, _TEXT, f"Invalid re2 regex: {exc}\n"
             values = {k: v for k, v in values.items() if regex.search(k)}
         if query.get("format", [""])[0] == "json":
             stats = [{"name": k, "value": values[k]} for k in sorted(values)]
             return 200, "application/json", json.dumps({"stats": stats}) + "\n"
-        return 200, "text/plain; charset=UTF-8", "".join(
-            f"{k}: {values[k]}\n" for k in sorted(values))
+        return 200, _TEXT, "".join(f"{k}: {values[k]}\n" for k in sorted(values))
 
     def _clusters(self) -> str:
         lines = []
         for name, cluster in self.server.cluster_manager.clusters.items():
             for host in cluster.priority_set.all_hosts:
                 prefix = f"{name}::{host.address_string}::"
-                flags = "healthy" if host.healthy else "/failed_active_hc"
+                flags = health_flags_string(host.health_flags)
                 lines += [
                     f"{prefix}weight::{host.weight}",
                     f"{prefix}priority::{host.priority}",
@@ -108,7 +143,26 @@ class AdminServer:
         return "".join(line + "\n" for line in lines)
 
 
+def prometheus_text(merged: dict[str, dict[str, int]]) -> str:
+    """Counters and gauges in Prometheus' text format, named as Envoy names a stat it has no
+    tag for (``envoy_`` + the name with every character outside [a-zA-Z0-9_] as ``_``).
+    Envoy's tag extraction (``envoy_cluster_name`` labels and the like) comes with the
+    observability work; the values, summed over the workers, are final."""
+    out = []
+    for kind, values in (("counter", merged["counters"]), ("gauge", merged["gauges"])):
+        for name in sorted(values):
+            metric = "envoy_" + _PROMETHEUS_UNSAFE.sub("_", name)
+            out.append(f"# TYPE {metric} {kind}\n{metric} {values[name]}\n")
+    return "".join(out)
+
+
+_PROMETHEUS_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+
+
 class AdminConnection(asyncio.Protocol):
+    """One admin client. Requests are answered one at a time, in order: a handler may wait
+    (the workers' stats), so answers are written from a task, never out of order."""
+
     def __init__(self, admin: AdminServer) -> None:
         self.admin = admin
         self.transport = None
@@ -116,6 +170,8 @@ class AdminConnection(asyncio.Protocol):
         self.encoder: ResponseEncoder | None = None
         self.request = None
         self.keep_alive = True
+        self._queue: deque = deque()
+        self._task: asyncio.Task | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -124,14 +180,20 @@ class AdminConnection(asyncio.Protocol):
         try:
             self.codec.feed(data)
         except CodecError as error:
-            self._respond(error.status, "text/plain", error.body, close=True)
+            self._queue.append((self.encoder, None, error, False))
+            self.transport.pause_reading()
+            self._run()
+
+    def connection_lost(self, exc) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
     def write(self, data: bytes) -> None:  # the codec's writer
         self.transport.write(data)
 
     def new_stream(self, encoder: ResponseEncoder):
         self.encoder = encoder
-        return self  # requests are answered one at a time, whole: this is their decoder
+        return self  # this connection decodes its requests itself, one at a time
 
     def on_request_headers(self, headers, version, keep_alive, framing, upgrade,
                            expect_continue) -> None:
@@ -142,19 +204,38 @@ class AdminConnection(asyncio.Protocol):
         pass  # admin requests carry their arguments in the query string
 
     def on_request_complete(self) -> None:
-        headers = self.request
-        path, _, query = headers.path.partition("?")
-        status, content_type, body = self.admin.handle(headers.method, path, parse_qs(query))
-        self._respond(status, content_type, body, close=not self.keep_alive)
+        self._queue.append((self.encoder, self.request, None, self.keep_alive))
+        self._run()
 
-    def _respond(self, status: int, content_type: str, body: str, close: bool) -> None:
+    def _run(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._answer_all())
+
+    async def _answer_all(self) -> None:
+        while self._queue:
+            encoder, headers, error, keep_alive = self._queue.popleft()
+            if error is not None:
+                self._respond(encoder, error.status, "text/plain", error.body, close=True)
+                return
+            path, _, query = headers.path.partition("?")
+            status, content_type, body = await self.admin.handle(
+                headers.method, path, parse_qs(query, keep_blank_values=True))
+            if self._respond(encoder, status, content_type, body, close=not keep_alive):
+                return
+        self._task = None
+
+    def _respond(self, encoder, status: int, content_type: str, body: str, close: bool) -> bool:
+        """Write one answer; True when the connection is now closed."""
+        if self.transport.is_closing():
+            return True
         payload = body.encode()
         headers = ResponseHeaders(status, [
             ("content-type", content_type), ("content-length", str(len(payload))),
             ("cache-control", "no-cache, max-age=0"), ("x-content-type-options", "nosniff"),
         ])
-        encoder = self.encoder or ResponseEncoder(self)
+        encoder = encoder or ResponseEncoder(self)
         close = encoder.encode_headers(headers, False, True, close)
         encoder.encode_data(payload, True)
         if close:
             self.transport.close()
+        return close

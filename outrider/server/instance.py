@@ -1,9 +1,15 @@
-"""The server instance: builds the runtime from a Bootstrap and runs it on one event loop.
+"""The server: the main process. It owns the config, discovery, the listening sockets, the
+admin server and the workers, and runs the process's life: start, reload, drain, upgrade, exit.
 
-Startup follows Envoy's order: clusters first (STRICT_DNS clusters warm with their first
-resolution), then listeners, then the admin listener; SIGTERM and SIGINT stop it, as does
-``POST /quitquitquit``. SIGHUP and SIGUSR1 are logged and ignored until they get their meanings
-(config reload, log reopening): their default action would kill the process.
+Startup follows Envoy's order: clusters first (DNS clusters warm with their first resolution),
+then listeners, then the admin listener. With ``--concurrency 1`` the server's own loop is the
+one worker (``supervisor.InProcessWorkers``); with N it supervises N worker processes
+(``supervisor.WorkerProcesses``) and keeps a cluster manager of its own that does discovery
+and pushes membership to them. Which process owns which state: docs/architecture.md.
+
+Signals: SIGTERM and SIGINT drain and exit (a second one exits at once); SIGHUP reloads the
+config; SIGUSR2 starts a new Outrider that takes over the listeners (``server/hot_restart.py``);
+SIGUSR1 (log reopening) is logged and ignored until access logs exist.
 """
 
 from __future__ import annotations
@@ -11,12 +17,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
+from dataclasses import dataclass, field
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 
+from outrider.config.checked import ConfigOptions, load_checked
+from outrider.server import hot_restart
 from outrider.server.admin import AdminServer
-from outrider.server.listener import ListenerFactory
+from outrider.server.config_diff import diff
+from outrider.server.listener import listen_address
+from outrider.server.sockets import ListenAddress, ListenerSockets, bind_listening_socket
+from outrider.server.supervisor import InProcessWorkers, WorkerProcesses
 from outrider.stats.store import StatsStore
 from outrider.upstream.cluster import ClusterSettings
 from outrider.upstream.cluster_manager import ClusterManager
@@ -28,60 +41,109 @@ class StartupError(Exception):
     """The server cannot start (a listener cannot bind); the message names what and why."""
 
 
-# Signals that stop the server, and those that must not kill it: why each is ignored for now.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_IGNORED_SIGNALS = {
-    signal.SIGHUP: "config reload on SIGHUP is not implemented yet",
-    signal.SIGUSR1: "log reopening on SIGUSR1 is not implemented yet",
-}
+@dataclass
+class ServerOptions:
+    config_path: str = ""
+    concurrency: int = 1
+    drain_time: float = 600.0
+    drain_strategy: str = "gradual"
+    parent_shutdown_time: float = 900.0
+    config_options: ConfigOptions = field(default_factory=ConfigOptions)
+    admin_address_path: str | None = None
+    watch_config: bool = False
+    hot_restart_from: int | None = None
+    hot_restart_enabled: bool = True
+    base_id: int = 0
+    argv: list[str] = field(default_factory=list)  # to start the same command on SIGUSR2
+    worker_log_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReloadRecord:
+    """The last reload attempt, for the admin page."""
+
+    ok: bool
+    summary: str
+    errors: list[str] = field(default_factory=list)
 
 
 class Server:
-    def __init__(self, bootstrap: bootstrap_pb2.Bootstrap, options: dict | None = None) -> None:
+    def __init__(self, bootstrap: bootstrap_pb2.Bootstrap,
+                 options: ServerOptions | None = None) -> None:
         self.bootstrap = bootstrap
-        self.options = options or {}
+        self.options = options or ServerOptions()
         self.state = "PRE_INITIALIZING"
         self.stats = StatsStore()
+        self.sockets = ListenerSockets(self.options.concurrency)
+        self.workers: InProcessWorkers | WorkerProcesses | None = None
         self.cluster_manager: ClusterManager | None = None
-        self.listeners: list[ListenerFactory] = []
         self.admin: AdminServer | None = None
+        self.last_reload: ReloadRecord | None = None
+        self.hot_restart_epoch = 0
         self._stopped: asyncio.Event | None = None
+        self._draining = False
+        self._reload_lock: asyncio.Lock | None = None
+        self._watcher = None
+        self._successor: hot_restart.Successor | None = None
+        self._handoff: hot_restart.HandoffServer | None = None
+        counters = ("worker_restarts", "config_reload_total", "config_reload_failed")
+        self.server_stats = {n: self.stats.counter(f"server.{n}") for n in counters}
+        self.stats.gauge("server.concurrency", shared=True).set(self.options.concurrency)
+
+    @property
+    def concurrency(self) -> int:
+        return self.options.concurrency
 
     def options_summary(self) -> dict:
-        return dict(self.options)
+        o = self.options
+        return {"config_path": o.config_path, "concurrency": o.concurrency,
+                "drain_time_s": o.drain_time, "drain_strategy": o.drain_strategy,
+                "hot_restart_epoch": self.hot_restart_epoch}
+
+    # -- startup --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        inherited = None
+        if self.options.hot_restart_from:
+            inherited = hot_restart.take_over(self.options.hot_restart_from)
+            self.hot_restart_epoch = inherited.epoch + 1
+            for where, socks in inherited.listeners.items():
+                self.sockets.adopt(where, socks)
+            log.info("hot restart: took over %d listening address(es) from pid %d (epoch %d)",
+                     len(inherited.listeners), self.options.hot_restart_from,
+                     self.hot_restart_epoch)
+        self.stats.gauge("server.hot_restart_epoch", shared=True).set(self.hot_restart_epoch)
         resources = self.bootstrap.static_resources
+        self._bind_listeners(resources.listeners)
+        drain = (self.options.drain_strategy, self.options.drain_time)
         log.info("loading %d cluster(s)", len(resources.clusters))
-        self.cluster_manager = ClusterManager(
-            [ClusterSettings.from_proto(c) for c in resources.clusters], self.stats, loop)
-        await self.cluster_manager.start()
+        if self.concurrency == 1:
+            self.workers = InProcessWorkers(loop, self.stats, self.sockets, drain)
+            await self.workers.start(self.bootstrap)
+            self.cluster_manager = self.workers.cluster_manager
+        else:
+            self.cluster_manager = ClusterManager(
+                [ClusterSettings.from_proto(c) for c in resources.clusters], self.stats, loop,
+                discovery=True)
+            await self.cluster_manager.start()
+            self.workers = WorkerProcesses(loop, self.concurrency, self.stats, self.sockets,
+                                           drain, self.options.worker_log_args)
+            self._publish_to_workers()
+            try:
+                await self.workers.start(self.bootstrap, self.cluster_manager)
+            except (RuntimeError, ConnectionError) as error:
+                raise StartupError(f"workers failed to start: {error}") from error
         log.info("all clusters initialized")
-        log.info("loading %d listener(s)", len(resources.listeners))
-        for listener in resources.listeners:
-            factory = ListenerFactory(listener, self.cluster_manager, self.stats, loop)
-            try:
-                await factory.start()
-            except OSError as error:
-                raise StartupError(f"cannot bind listener '{listener.name or '-'}' to "
-                                   f"{factory.bound_address}: {error.strerror or error}") from error
-            self.listeners.append(factory)
-            log.info("listener '%s' listening on %s", listener.name or "-", factory.bound_address)
+        for factory_name, where in self._listener_addresses(resources.listeners):
+            log.info("listener '%s' listening on %s", factory_name,
+                     self._bound(where))
         if self.bootstrap.HasField("admin"):
-            sock = self.bootstrap.admin.address.socket_address
-            self.admin = AdminServer(self, sock.address or "127.0.0.1", sock.port_value)
-            try:
-                await self.admin.start(loop)
-            except OSError as error:
-                raise StartupError(f"cannot bind the admin listener to {self.admin.address}:"
-                                   f"{self.admin.port}: {error.strerror or error}") from error
-            log.info("admin address: %s:%d", self.admin.address, self.admin.port)
-            path = self.options.get("admin_address_path")
-            if path:
-                with open(path, "w") as f:
-                    f.write(f"{self.admin.address}:{self.admin.port}\n")
+            await self._start_admin(loop, inherited)
+        if inherited is not None:
+            inherited.finish()  # the old process drains from here on
         # The config and the protobuf modules are hundreds of thousands of long-lived objects:
         # move them out of the cyclic GC's sight, or every full collection walks them all and
         # shows up as tail latency.
@@ -92,11 +154,76 @@ class Server:
         gc.set_threshold(20_000, 20, 20)
         self.state = "LIVE"
         self._handle_signals(loop)
-        log.info("starting main dispatch loop")
+        if self.options.hot_restart_enabled:
+            self._handoff = hot_restart.HandoffServer(self)
+            self._handoff.start(loop)
+        if self.options.watch_config and self.options.config_path:
+            self._start_watcher()
+        log.info("starting main dispatch loop (%d worker%s)", self.concurrency,
+                 "" if self.concurrency == 1 else "s")
+
+    def _publish_to_workers(self) -> None:
+        """Discovery in the main process: apply each membership event here (for /clusters) and
+        send it to every worker."""
+        manager = self.cluster_manager
+        local = manager.publish
+
+        def publish(update) -> None:
+            local(update)
+            self.workers.publish(update)
+
+        manager.publish = publish
+
+    @staticmethod
+    def _listener_addresses(listeners) -> list[tuple[str, ListenAddress]]:
+        return [(listener.name or "-", listen_address(listener)) for listener in listeners]
+
+    def _bound(self, where: ListenAddress) -> str:
+        socks = self.sockets.by_address.get(where)
+        port = socks[0].getsockname()[1] if socks else where.port
+        return f"{where.address}:{port}"
+
+    def _bind_listeners(self, listeners) -> None:
+        for name, where in self._listener_addresses(listeners):
+            try:
+                self.sockets.ensure(where)
+            except OSError as error:
+                raise StartupError(f"cannot bind listener '{name}' to {where}: "
+                                   f"{error.strerror or error}") from error
+
+    def listener_ports(self) -> dict[str, int]:
+        """Each listener's bound port, by name (for tests and the admin page)."""
+        ports = {}
+        for name, where in self._listener_addresses(self.bootstrap.static_resources.listeners):
+            socks = self.sockets.by_address.get(where)
+            if socks:
+                ports[name] = socks[0].getsockname()[1]
+        return ports
+
+    async def _start_admin(self, loop, inherited) -> None:
+        sock_address = self.bootstrap.admin.address.socket_address
+        where = ListenAddress(sock_address.address or "127.0.0.1", sock_address.port_value)
+        sock = inherited.admin if inherited is not None else None
+        if sock is None:
+            try:
+                sock = bind_listening_socket(where)
+            except OSError as error:
+                raise StartupError(f"cannot bind the admin listener to {where}: "
+                                   f"{error.strerror or error}") from error
+        self.admin = AdminServer(self, where.address)
+        await self.admin.start(loop, sock)
+        log.info("admin address: %s:%d", self.admin.address, self.admin.port)
+        path = self.options.admin_address_path
+        if path:
+            with open(path, "w") as f:
+                f.write(f"{self.admin.address}:{self.admin.port}\n")
+
+    # -- signals ---------------------------------------------------------------------------------
 
     def _handle_signals(self, loop) -> None:
-        handlers = {sig: self._on_stop_signal for sig in _STOP_SIGNALS}
-        handlers.update((sig, self._on_ignored_signal) for sig in _IGNORED_SIGNALS)
+        handlers = {signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal,
+                    signal.SIGHUP: self._on_sighup, signal.SIGUSR1: self._on_sigusr1,
+                    signal.SIGUSR2: self._on_sigusr2}
         for sig, handler in handlers.items():
             try:
                 loop.add_signal_handler(sig, handler, sig)
@@ -105,14 +232,130 @@ class Server:
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.warning("caught %s", sig.name)
+        if self._draining:
+            log.warning("second %s: exiting without waiting for the drain", sig.name)
+            self._stopped.set()
+            return
         self.stop()
 
-    def _on_ignored_signal(self, sig: signal.Signals) -> None:
-        log.warning("caught %s: ignored (%s)", sig.name, _IGNORED_SIGNALS[sig])
+    def _on_sighup(self, sig: signal.Signals) -> None:
+        log.warning("caught %s: reloading the config", sig.name)
+        asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+
+    def _on_sigusr1(self, sig: signal.Signals) -> None:
+        log.warning("caught %s: ignored (log reopening comes with access logs)", sig.name)
+
+    def _on_sigusr2(self, sig: signal.Signals) -> None:
+        if not self.options.hot_restart_enabled:
+            log.warning("caught %s: ignored (--disable-hot-restart)", sig.name)
+            return
+        log.warning("caught %s: starting a new Outrider to take over", sig.name)
+        self.start_successor()
+
+    # -- reload ------------------------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        from outrider.server.config_watch import ConfigWatcher
+
+        async def on_change(_content: bytes) -> None:
+            await self.reload("config file changed")
+
+        self._watcher = ConfigWatcher(self.options.config_path, on_change)
+        with open(self.options.config_path, "rb") as f:
+            self._watcher.mark_loaded(f.read())
+        self._watcher.start()
+
+    async def reload(self, reason: str) -> bool:
+        """Re-read the config file, check it as ``--mode validate`` does, and apply it if valid.
+
+        An invalid config is logged with the same errors, counted, shown on the admin page,
+        and the running config keeps serving. Returns whether the new config was applied.
+        """
+        async with self._reload_lock:
+            if self._draining:
+                return False
+            loaded, issues = load_checked(self.options.config_path,
+                                          self.options.config_options)
+            for issue in issues:
+                (log.error if issue.severity == "error" else log.warning)("reload: %s", issue)
+            if loaded is None:
+                self.server_stats["config_reload_failed"].inc()
+                errors = [str(i) for i in issues if i.severity == "error"]
+                self.last_reload = ReloadRecord(False, f"rejected ({reason})", errors)
+                log.error("reload (%s): configuration '%s' is invalid: %d error(s); the "
+                          "running configuration keeps serving", reason,
+                          self.options.config_path, len(errors))
+                return False
+            new = loaded.bootstrap
+            changes = diff(self.bootstrap, new)
+            try:
+                await self._apply(new)
+            except (OSError, ValueError) as error:
+                self.server_stats["config_reload_failed"].inc()
+                self.last_reload = ReloadRecord(False, f"not applied ({reason})", [str(error)])
+                log.error("reload (%s): cannot apply: %s; the running configuration keeps "
+                          "serving", reason, error)
+                return False
+            self.bootstrap = new
+            self.server_stats["config_reload_total"].inc()
+            self.last_reload = ReloadRecord(True, f"{changes.summary()} ({reason})")
+            log.warning("reload (%s): applied: %s", reason, changes.summary())
+            return True
+
+    async def _apply(self, new: bootstrap_pb2.Bootstrap) -> None:
+        listeners = new.static_resources.listeners
+        wanted = {where for _name, where in self._listener_addresses(listeners)}
+        added = [w for w in wanted if w not in self.sockets.by_address]
+        try:
+            for where in added:
+                self.sockets.ensure(where)
+        except OSError as error:
+            for where in added:  # leave the sockets as they were
+                for sock in self.sockets.by_address.pop(where, []):
+                    sock.close()
+            raise OSError(f"cannot bind {where}: {error.strerror or error}") from error
+        if self.concurrency > 1:
+            await self.cluster_manager.reconfigure(
+                [ClusterSettings.from_proto(c) for c in new.static_resources.clusters])
+        await self.workers.apply(new, self.cluster_manager)
+        self.sockets.retain(wanted)
+
+    # -- drain and shutdown -----------------------------------------------------------------------
 
     def stop(self) -> None:
-        if self._stopped is not None:
-            self._stopped.set()
+        """Drain and exit (SIGTERM, SIGINT, /quitquitquit)."""
+        if self._stopped is not None and not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self.drain_and_exit())
+
+    async def drain_and_exit(self, close_idle: bool = True) -> None:
+        """Stop accepting, let keep-alive connections close after a response (as the drain
+        strategy spreads it), let requests in flight finish within the drain time, exit.
+
+        ``close_idle``: close connections with no request in flight at once (shutdown: their
+        next request could not be served anyway). An upgrade leaves them be, since the client
+        may be sending its next request now; it gets its answer, with ``connection: close``.
+        """
+        loop = asyncio.get_running_loop()
+        self._draining = True
+        self.state = "DRAINING"
+        deadline = loop.time() + self.options.drain_time
+        log.info("draining: %s over %.0fs", self.options.drain_strategy, self.options.drain_time)
+        self.workers.start_drain(self.options.drain_strategy, self.options.drain_time,
+                                 stop_listening=True, close_idle=close_idle)
+        await self.workers.wait_exited(deadline)
+        self._stopped.set()
+
+    def drain_listeners(self, graceful: bool) -> None:
+        """``POST /drain_listeners``: as Envoy, the listeners drain and stop, and the process
+        stays up (with its admin) until told to exit. ``graceful``: they keep accepting for
+        the drain time first, connections closing as the strategy spreads it."""
+        if self._draining:
+            return
+        self._draining = True
+        self.state = "DRAINING"
+        self.workers.start_drain(self.options.drain_strategy, self.options.drain_time,
+                                 stop_listening=not graceful, close_idle=False)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -120,16 +363,43 @@ class Server:
     def shutdown(self) -> None:
         log.info("shutting down server instance")
         self.state = "DRAINING"
-        for factory in self.listeners:
-            factory.close()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._handoff is not None:
+            self._handoff.close()
         if self.admin is not None:
             self.admin.close()
-        if self.cluster_manager is not None:
+        if self.workers is not None:
+            self.workers.close()
+        if self.concurrency > 1 and self.cluster_manager is not None:
             self.cluster_manager.shutdown()
+        self.sockets.close()
 
     async def serve(self) -> None:
-        await self.start()
         try:
+            await self.start()
             await self.wait_stopped()
         finally:
             self.shutdown()
+
+    # -- binary upgrade ---------------------------------------------------------------------------
+
+    def start_successor(self) -> None:
+        """SIGUSR2: start a new Outrider with the same command line; it takes the listening
+        sockets, and once it serves, this one drains and exits. If it fails to start, this
+        one keeps serving."""
+        if self._successor is not None and self._successor.running():
+            log.warning("an upgrade is already under way (pid %d)", self._successor.pid)
+            return
+        self._successor = hot_restart.Successor.spawn(self.options.argv, os.getpid())
+
+    def handed_over(self) -> None:
+        """The successor serves: drain and exit (the sockets stay open in the successor)."""
+        log.warning("hot restart: the new process serves; draining")
+        self._draining = True
+        if self._watcher is not None:
+            self._watcher.stop()  # the new process reloads from here on
+            self._watcher = None
+        loop = asyncio.get_running_loop()
+        loop.create_task(self.drain_and_exit(close_idle=False))
+        loop.call_later(self.options.parent_shutdown_time, self._stopped.set)

@@ -2,7 +2,9 @@
 
 Stats are resolved once at config time into objects held by the component that bumps them
 (``cluster.stats.upstream_rq_total.inc()``): no stat name is formatted per request. The store keeps
-every stat by its full name for /stats and, later, Prometheus rendering and worker aggregation.
+every stat by its full name for /stats; with worker processes the main process adds up the
+workers' snapshots (``merged``), as Envoy merges its threads' stats. A counter stays a Python int
+bumped in place: the hot path pays nothing for the aggregation.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ class Counter:
 
 
 class Gauge:
-    __slots__ = ("name", "value")
+    """A value that goes up and down. ``shared``: the same fact in every worker (a cluster's
+    membership, decided by the main process), so workers do not report it and the main
+    process's own value is the total; other gauges are summed over the workers."""
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("name", "value", "shared")
+
+    def __init__(self, name: str, shared: bool = False) -> None:
         self.name = name
         self.value = 0
+        self.shared = shared
 
     def inc(self, n: int = 1) -> None:
         self.value += n
@@ -49,10 +56,10 @@ class StatsStore:
             stat = self._counters[name] = Counter(name)
         return stat
 
-    def gauge(self, name: str) -> Gauge:
+    def gauge(self, name: str, shared: bool = False) -> Gauge:
         stat = self._gauges.get(name)
         if stat is None:
-            stat = self._gauges[name] = Gauge(name)
+            stat = self._gauges[name] = Gauge(name, shared)
         return stat
 
     def scope(self, prefix: str) -> Scope:
@@ -63,6 +70,25 @@ class StatsStore:
 
     def gauges(self) -> dict[str, Gauge]:
         return self._gauges
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """A worker's values for the main process to add up (``merge``)."""
+        return {
+            "counters": {name: c.value for name, c in self._counters.items()},
+            "gauges": {name: g.value for name, g in self._gauges.items() if not g.shared},
+        }
+
+    def merged(self, snapshots: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+        """This process's values plus the workers' ``snapshots``: counters and gauges summed,
+        shared gauges as this process has them."""
+        counters = {name: c.value for name, c in self._counters.items()}
+        gauges = {name: g.value for name, g in self._gauges.items()}
+        for snapshot in snapshots:
+            for name, value in snapshot["counters"].items():
+                counters[name] = counters.get(name, 0) + value
+            for name, value in snapshot["gauges"].items():
+                gauges[name] = gauges.get(name, 0) + value
+        return {"counters": counters, "gauges": gauges}
 
 
 class Scope:
@@ -77,8 +103,8 @@ class Scope:
     def counter(self, name: str) -> Counter:
         return self.store.counter(self.prefix + name)
 
-    def gauge(self, name: str) -> Gauge:
-        return self.store.gauge(self.prefix + name)
+    def gauge(self, name: str, shared: bool = False) -> Gauge:
+        return self.store.gauge(self.prefix + name, shared)
 
     def scope(self, name: str) -> Scope:
         return Scope(self.store, self.prefix + name)
@@ -95,6 +121,7 @@ class StatsStruct:
 
     COUNTERS: tuple[str, ...] = ()
     GAUGES: tuple[str, ...] = ()
+    SHARED_GAUGES: tuple[str, ...] = ()  # the same in every worker (see ``Gauge``)
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
@@ -102,3 +129,5 @@ class StatsStruct:
             setattr(self, name, scope.counter(name))
         for name in self.GAUGES:
             setattr(self, name, scope.gauge(name))
+        for name in self.SHARED_GAUGES:
+            setattr(self, name, scope.gauge(name, shared=True))

@@ -1,14 +1,16 @@
 """Clusters: a named set of upstream hosts with its load balancer and connection pools.
 
 ``ClusterSettings`` is the config translation (pure); ``Cluster`` is the per-worker runtime:
-membership (``PrioritySet``), the load balancer, one connection pool per host, and stats.
+membership (``PrioritySet``), the load balancer, one connection pool per host, and stats. The
+runtime's membership changes only by applying membership events (``Cluster.apply``).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
@@ -18,8 +20,21 @@ from outrider.lb.factory import LbStats, create_load_balancer
 from outrider.pool.http1 import Http1ConnPool
 from outrider.stats.store import Scope, StatsStruct
 from outrider.upstream.host import Host, PrioritySet
+from outrider.upstream.membership import (
+    HEALTHY,
+    ClusterMembership,
+    ClusterUpdate,
+    HealthFlag,
+    HealthUpdate,
+    HostDescription,
+    HostKey,
+    HostState,
+    LogicalAddressUpdate,
+    MembershipUpdate,
+)
 from outrider.upstream.resource_manager import ResourceManager
 
+log = logging.getLogger("outrider.upstream")
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # envoy.config.core.v3.HealthStatus: UNHEALTHY, DRAINING and TIMEOUT take a host out of rotation
 # (DEGRADED counts as healthy: Outrider has no degraded tier yet).
@@ -39,8 +54,9 @@ class ClusterStats(StatsStruct):
         "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx", "upstream_rq_5xx",
         "update_attempt", "update_success", "update_failure",
     )
-    GAUGES = ("upstream_cx_active", "upstream_rq_active", "membership_total",
-              "membership_healthy")
+    GAUGES = ("upstream_cx_active", "upstream_rq_active")
+    # Membership is decided by discovery (the main process): the same in every worker.
+    SHARED_GAUGES = ("membership_total", "membership_healthy")
 
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope)
@@ -75,7 +91,8 @@ class Endpoint:
     priority: int
     locality: tuple[str, str, str]
     locality_weight: int
-    healthy: bool = True  # from the endpoint's health_status (EDS-style static health)
+    # From the endpoint's health_status (EDS-style static health); False = FAILED_EDS_HEALTH.
+    healthy: bool = True
     hostname: str = ""  # the endpoint's own ``hostname`` field
 
 
@@ -133,19 +150,35 @@ class ClusterSettings:
         )
 
 
-def host_for(endpoint: Endpoint, address: str, resolved: bool = False) -> Host:
-    """A Host for a configured endpoint at ``address`` (the endpoint's own, or one ``resolved``
-    from its DNS name). Its hostname (``auto_host_rewrite``, hashing by hostname) is, as in
-    Envoy, the endpoint's ``hostname`` field, else for a resolved endpoint the DNS name."""
+def host_state_for(endpoint: Endpoint, address: str, resolved: bool = False) -> HostState:
+    """The HostState of a configured endpoint at ``address`` (the endpoint's own, or one
+    ``resolved`` from its DNS name). Its hostname (``auto_host_rewrite``, hashing by hostname) is,
+    as in Envoy, the endpoint's ``hostname`` field, else for a resolved endpoint the DNS name; a
+    ``health_status`` that takes it out of rotation is ``FAILED_EDS_HEALTH``."""
     hostname = endpoint.hostname or (endpoint.address if resolved else "")
-    host = Host(address, endpoint.port, endpoint.weight, endpoint.priority, endpoint.locality,
-                endpoint.locality_weight, hostname=hostname)
-    host.healthy = endpoint.healthy
-    return host
+    description = HostDescription(address, endpoint.port, endpoint.weight, endpoint.priority,
+                                  endpoint.locality, endpoint.locality_weight, hostname)
+    return HostState(description, HEALTHY if endpoint.healthy else HealthFlag.FAILED_EDS_HEALTH)
+
+
+def static_membership(settings: ClusterSettings) -> ClusterMembership:
+    """A STATIC cluster's membership, from its config.
+
+    Both sides build it: the discovery side as its authoritative copy, every worker's Cluster
+    for itself (so a STATIC cluster serves before, and without, any update).
+    """
+    membership = ClusterMembership(settings.name)
+    membership.replace((host_state_for(e, e.address) for e in settings.endpoints), initial=True)
+    return membership
 
 
 class Cluster:
-    """The runtime cluster of one worker."""
+    """The runtime cluster of one worker.
+
+    Membership and health change only through ``apply`` (``apply_membership``, ``apply_health``,
+    ``apply_logical_address``), with the events ``outrider.upstream.membership`` describes; a
+    STATIC cluster applies its config's membership itself when built.
+    """
 
     def __init__(self, settings: ClusterSettings, scope: Scope, loop,
                  rng: random.Random | None = None, worker_index: int = 0) -> None:
@@ -155,58 +188,107 @@ class Cluster:
         self.buffer_limit = settings.upstream.buffer_limit
         self.stats = ClusterStats(scope)
         self.priority_set = PrioritySet()
+        # The same hosts as the PrioritySet, by key, in the order the updates gave them.
+        self.hosts_by_key: dict[HostKey, Host] = {}
         self.pools: dict[tuple[str, int], Http1ConnPool] = {}
         self.resources = ResourceManager()  # Envoy's default thresholds (configurable: later)
         self.lb = create_load_balancer(
             settings.proto, self.priority_set, rng=rng or random.Random(),
             clock=time.monotonic, stats=LbStats(scope), worker_index=worker_index)
         if settings.type == "STATIC":
-            self.set_hosts([host_for(e, e.address) for e in settings.endpoints], initial=True)
+            self.apply_membership(static_membership(settings).snapshot())
 
-    def set_hosts(self, hosts: list[Host], initial: bool = False) -> None:
-        """Replace the membership, keeping Host objects (and their pools) that stay.
+    def apply(self, update: ClusterUpdate) -> None:
+        """Apply one event of ``outrider.upstream.membership`` addressed to this cluster."""
+        match update:
+            case MembershipUpdate():
+                self.apply_membership(update)
+            case HealthUpdate():
+                self.apply_health(update)
+            case LogicalAddressUpdate():
+                self.apply_logical_address(update)
+            case _:
+                raise TypeError(f"not a cluster update: {update!r}")
 
-        Hosts of the first membership are not "new" (no slow start), as in Envoy, where slow
-        start applies to hosts added after the cluster warmed up.
+    def apply_membership(self, update: MembershipUpdate) -> None:
+        """Add, change and remove hosts; the balancers rebuild.
+
+        A host that stays is the same Host object: its load state and pool survive a change of
+        weight or health. A new host is "new" for slow start unless the update is ``initial``
+        (as in Envoy, slow start applies to hosts added after the cluster warmed up). A removed
+        host's pool drains: requests in flight finish, none new reach it.
         """
-        current = {(h.address, h.port, h.priority): h for h in self.priority_set.all_hosts}
-        merged = []
-        for host in hosts:
-            old = current.pop((host.address, host.port, host.priority), None)
-            if old is not None:
-                old.weight = host.weight
-                merged.append(old)
-            else:
-                host.created_at = 0.0 if initial else time.monotonic()
-                merged.append(host)
-        for gone in current.values():
-            # Removed hosts drain: requests in flight finish, none new reach them.
+        hosts = self.hosts_by_key
+        changed = False
+        for key in update.removed:
+            gone = hosts.pop(key, None)
+            if gone is None:
+                continue
+            changed = True
             pool = self.pools.pop((gone.address, gone.port), None)
             if pool is not None:
                 pool.drain()
-        self.priority_set.update(merged)
-        self.stats.membership_total.set(len(merged))
-        self.stats.membership_healthy.set(sum(1 for h in merged if h.healthy))
+        created_at = 0.0 if update.initial else time.monotonic()
+        for state in update.added:
+            key = state.description.key
+            host = hosts.get(key)
+            if host is None:
+                hosts[key] = Host.from_state(state, created_at)
+                changed = True
+                continue
+            if host.update_description(state.description):
+                changed = True
+            if self._set_health(host, state.health_flags):
+                changed = True
+        if changed:
+            self.priority_set.update(list(hosts.values()))
+            self._count_members()
 
-    def set_logical_address(self, endpoint: Endpoint, address: str) -> None:
-        """LOGICAL_DNS: the cluster's one host takes the newly resolved ``address``.
+    def apply_health(self, update: HealthUpdate) -> None:
+        """One host's new health flags; the balancers rebuild their healthy lists. Ignored for a
+        host that is not (any longer) a member."""
+        host = self.hosts_by_key.get(update.key)
+        if host is None:
+            log.debug("cluster %s: health update for unknown host %s", self.name, update.key)
+            return
+        if self._set_health(host, update.health_flags):
+            self.priority_set.notify()
+            self._count_members()
+
+    def apply_logical_address(self, update: LogicalAddressUpdate) -> None:
+        """LOGICAL_DNS: the cluster's one host takes the newly resolved address.
 
         As Envoy's logical host, it stays the same host with the same pool: connections made
         from now on go to the new address, those already open to the old one serve on until
-        they close (nothing drains on a DNS change).
+        they close (nothing drains on a DNS change, and the balancer has nothing to rebuild).
         """
-        hosts = self.priority_set.all_hosts
-        if not hosts:
-            self.set_hosts([host_for(endpoint, address, resolved=True)], initial=True)
+        hosts = self.hosts_by_key
+        if len(hosts) != 1:
+            log.debug("cluster %s: logical address update for %d hosts", self.name, len(hosts))
             return
-        host = hosts[0]
-        if host.address == address:
+        [host] = hosts.values()
+        if host.address == update.address:
             return
         pool = self.pools.pop((host.address, host.port), None)
-        host.address = address
-        host.address_string = f"{address}:{host.port}"
+        host.update_description(replace(host.description, address=update.address))
+        self.hosts_by_key = {host.description.key: host}
         if pool is not None:
-            self.pools[(address, host.port)] = pool
+            self.pools[(host.address, host.port)] = pool
+
+    def _set_health(self, host: Host, flags: HealthFlag) -> bool:
+        """Set ``host``'s flags; a cleared active health check failure is a pass (slow start
+        ramps from it, as Envoy's last_hc_pass_time). False if nothing changed."""
+        failed_hc = host.health_flags & HealthFlag.FAILED_ACTIVE_HC
+        if not host.set_health_flags(flags):
+            return False
+        if failed_hc and not flags & HealthFlag.FAILED_ACTIVE_HC:
+            host.last_hc_pass_time = time.monotonic()
+        return True
+
+    def _count_members(self) -> None:
+        hosts = self.hosts_by_key.values()
+        self.stats.membership_total.set(len(hosts))
+        self.stats.membership_healthy.set(sum(1 for h in hosts if h.healthy))
 
     def choose_host(self, context) -> Host | None:
         return self.lb.choose_host(context)
@@ -230,6 +312,12 @@ class Cluster:
         stats.upstream_rq_active.value -= 1
         stats.upstream_rq_completed.value += 1
         self.lb.on_request_complete(host, rtt, success)
+
+    def drain(self) -> None:
+        """A reload removed or replaced this cluster: requests in flight finish, idle
+        connections close, and nothing new comes (the cluster manager no longer names it)."""
+        for pool in self.pools.values():
+            pool.drain()
 
     def close(self) -> None:
         for pool in self.pools.values():

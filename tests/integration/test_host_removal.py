@@ -23,14 +23,17 @@ def test_removed_host_finishes_its_in_flight_request(origins):
                        [cluster("a", [origins["a"].port])])
 
     async def scenario(server) -> None:
-        members = server.cluster_manager.get("a")
+        manager = server.cluster_manager
+        members = manager.get("a")
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /sleep/0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
         await until(lambda: members.stats.upstream_rq_active.value == 1)
         [pool] = members.pools.values()
         [connection] = pool.clients
 
-        members.set_hosts([])  # the host leaves while its request is in flight
+        # The host leaves while its request is in flight: the discovery side's update, applied
+        # (published) as a DNS refresh's would be.
+        manager.publish(manager.memberships["a"].replace([]))
 
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")

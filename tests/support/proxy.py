@@ -112,7 +112,10 @@ class ProxyProcess:
 
     def start(self, timeout: float = 15.0) -> ProxyProcess:
         if self.kind == "outrider":
-            cmd = [sys.executable, "-m", "outrider", "-c", self.path, "-l", "warning"]
+            # One process, as Envoy's --concurrency 1 below; a short drain, so that stopping
+            # a proxy with a request still in flight does not wait Envoy's ten minutes.
+            cmd = [sys.executable, "-m", "outrider", "-c", self.path, "-l", "warning",
+                   "--concurrency", "1", "--drain-time-s", "2"]
         else:
             cmd = [envoy_binary(), "-c", self.path, "-l", "error", "--concurrency", "1",
                    "--base-id", str(self.port)]
@@ -125,9 +128,13 @@ class ProxyProcess:
                 raise RuntimeError(f"{self.kind} exited: {self.log()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
+                # The listening sockets exist before the workers serve them: wait until the
+                # server says it is LIVE.
+                if self.admin("/ready", timeout=1.0)[0] == 200:
+                    return self
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.kind} did not start: {self.log()}")
 

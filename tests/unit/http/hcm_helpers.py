@@ -12,6 +12,7 @@ from outrider.http.conn_manager import HttpStats
 from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.http.headers import ResponseHeaders
 from outrider.net.downstream import DownstreamConnection
+from outrider.server.drain import DrainManager
 from outrider.stats.store import StatsStore
 from tests.support.fakes import ManualLoop
 
@@ -161,7 +162,8 @@ class Downstream:
         self.closed: list = []
         factory = SimpleNamespace(
             buffer_limit=buffer_limit, hcm_config=self.config, router_factory=self._new_router,
-            loop=self.loop, http_stats=self.stats, on_connection_open=self.opened.append,
+            loop=self.loop, http_stats=self.stats, drain=DrainManager(clock=self.loop.time),
+            on_connection_open=self.opened.append,
             on_connection_close=self.closed.append)
         self.connection = DownstreamConnection(factory)
         self.transport = FakeTransport(peer=peer)

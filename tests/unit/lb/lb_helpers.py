@@ -14,6 +14,7 @@ from outrider.lb.base import LbStats
 from outrider.lb.factory import create_load_balancer
 from outrider.stats.store import StatsStore
 from outrider.upstream.host import Host, PrioritySet
+from outrider.upstream.membership import HEALTHY, HealthFlag
 
 # Chi-square critical values at p = 0.001 by degrees of freedom (precomputed, so no scipy).
 CHI2_CRITICAL_0_001 = {1: 10.828, 2: 13.816, 3: 16.266, 4: 18.467, 5: 20.515, 9: 27.877,
@@ -61,6 +62,12 @@ def hosts(n: int, *, weights: Iterable[int] | None = None, priority: int = 0,
     ws = list(weights) if weights is not None else [1] * n
     return [Host(f"{prefix}.{i + 1}", 80, weight=ws[i], priority=priority, created_at=created_at)
             for i in range(n)]
+
+
+def set_healthy(host: Host, healthy: bool) -> None:
+    """Mark ``host`` (un)healthy through its health flags, the one way health gets in (a cluster
+    does it when it applies a HealthUpdate); call the PrioritySet's ``notify()`` after."""
+    host.set_health_flags(HEALTHY if healthy else HealthFlag.FAILED_ACTIVE_HC)
 
 
 def new_stats() -> LbStats:

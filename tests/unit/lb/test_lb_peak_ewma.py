@@ -8,7 +8,7 @@ import random
 from collections import Counter
 
 import pytest
-from lb_helpers import ManualClock, hosts, make_lb, new_stats
+from lb_helpers import ManualClock, hosts, make_lb, new_stats, set_healthy
 
 from outrider.lb.peak_ewma import PeakEwmaLoadBalancer
 from outrider.upstream.host import Host, PrioritySet
@@ -381,7 +381,7 @@ def test_candidates_are_sampled_without_replacement_for_large_choice_count():
 def test_unhealthy_hosts_excluded_and_empty_is_none():
     hs = hosts(3)
     lb, ps = _lb(hs)
-    hs[0].healthy = False
+    set_healthy(hs[0], False)
     ps.notify()
     assert hs[0] not in {lb.choose_host(None) for _ in range(200)}
     ps.update([])

@@ -6,7 +6,14 @@ import random
 from collections import Counter
 
 import pytest
-from lb_helpers import CHI2_CRITICAL_0_001, Context, chi_square, make_lb, spread
+from lb_helpers import (
+    CHI2_CRITICAL_0_001,
+    Context,
+    chi_square,
+    make_lb,
+    set_healthy,
+    spread,
+)
 
 from outrider.lb.priority import distribute_load, priority_health, total_panic_load
 from outrider.upstream.host import Host
@@ -16,7 +23,7 @@ def _level(priority: int, total: int, healthy: int, tag: str = "") -> list[Host]
     out = []
     for i in range(total):
         h = Host(f"10.{priority}.{len(tag)}.{i}", 80, priority=priority)
-        h.healthy = i < healthy
+        set_healthy(h, i < healthy)
         out.append(h)
     return out
 
@@ -100,7 +107,7 @@ def test_panic_threshold_from_config_and_zero_disables():
     lb, _, stats = make_lb({"common_lb_config": {"healthy_panic_threshold": {"value": 20}}}, hs)
     assert set(spread(lb, 100)) == {hs[0]}
     for h in hs:
-        h.healthy = False
+        set_healthy(h, False)
     lb, _, stats = make_lb({"common_lb_config": {"healthy_panic_threshold": {"value": 0}}}, hs)
     assert lb.choose_host(None) is None
     assert stats.lb_healthy_panic.value == 0
@@ -128,7 +135,8 @@ def test_health_change_rebuilds_through_notify():
     hs = _level(0, 4, 4)
     lb, ps, _ = make_lb(None, hs)
     assert len(spread(lb, 40)) == 4
-    hs[0].healthy = hs[1].healthy = False
+    set_healthy(hs[0], False)
+    set_healthy(hs[1], False)
     ps.notify()
     assert set(spread(lb, 40)) == set(hs[2:])
 
@@ -139,7 +147,7 @@ def _locality_hosts(spec: list[tuple[str, int, int, int]]) -> list[Host]:
     for zone, weight, total, healthy in spec:
         for i in range(total):
             h = Host(f"10.1.{len(out)}.{i}", 80, locality=("r", zone, ""), locality_weight=weight)
-            h.healthy = i < healthy
+            set_healthy(h, i < healthy)
             out.append(h)
     return out
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lb_helpers import CHI2_CRITICAL_0_001, chi_square, hosts, make_lb, spread
+from lb_helpers import CHI2_CRITICAL_0_001, chi_square, hosts, make_lb, set_healthy, spread
 
 from outrider.lb.random_lb import RandomLoadBalancer
 
@@ -37,7 +37,7 @@ def test_not_a_rotation():
 def test_unhealthy_excluded_and_empty_is_none():
     hs = hosts(3)
     lb, ps, _ = make_lb({"lb_policy": "RANDOM"}, hs)
-    hs[0].healthy = False
+    set_healthy(hs[0], False)
     ps.notify()
     assert hs[0] not in spread(lb, 500)
     ps.update([])

@@ -10,6 +10,7 @@ from lb_helpers import (
     chi_square,
     hosts,
     make_lb,
+    set_healthy,
     spread,
 )
 
@@ -69,7 +70,7 @@ def test_weighted_spread_chi_square():
 def test_unhealthy_hosts_are_skipped_after_notify():
     hs = hosts(4)
     lb, ps, stats = make_lb(None, hs)
-    hs[1].healthy = False
+    set_healthy(hs[1], False)
     ps.notify()
     counts = spread(lb, 300)
     assert counts[hs[1]] == 0 and all(counts[h] == 100 for h in hs if h is not hs[1])

@@ -20,7 +20,7 @@ def conn(monkeypatch):
     """A DownstreamConnection whose ConnectionManager is a FakeManager."""
     created = []
 
-    def fake_manager(config, router_factory, connection, loop, stats):
+    def fake_manager(listener, connection, loop):
         manager = FakeManager(connection)
         created.append(manager)
         return manager

@@ -4,6 +4,7 @@ and pools, and the cluster manager's DNS handling (select_addresses, STRICT_DNS 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import socket
 
 import pytest
@@ -17,7 +18,8 @@ from outrider.upstream.cluster import (
     ClusterSettings,
     Endpoint,
     UpstreamSettings,
-    host_for,
+    host_state_for,
+    static_membership,
 )
 from outrider.upstream.cluster_manager import (
     ClusterManager,
@@ -26,6 +28,15 @@ from outrider.upstream.cluster_manager import (
     select_addresses,
 )
 from outrider.upstream.host import Host
+from outrider.upstream.membership import (
+    ClusterMembership,
+    HealthFlag,
+    HealthUpdate,
+    HostDescription,
+    HostState,
+    LogicalAddressUpdate,
+    MembershipUpdate,
+)
 
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -128,23 +139,29 @@ def test_endpoint_health_status(status, healthy):
     assert s.endpoints[0].healthy is healthy
 
 
-def test_host_for_copies_the_endpoint():
+def test_host_state_for_copies_the_endpoint():
     endpoint = Endpoint("svc.example", 443, 2, 1, ("r", "z", "s"), 4, healthy=False)
-    host = host_for(endpoint, "10.9.9.9", resolved=True)
-    assert (host.address, host.port, host.weight, host.priority, host.locality,
-            host.locality_weight, host.hostname, host.healthy) == (
-        "10.9.9.9", 443, 2, 1, ("r", "z", "s"), 4, "svc.example", False)
+    state = host_state_for(endpoint, "10.9.9.9", resolved=True)
+    assert state == HostState(
+        HostDescription("10.9.9.9", 443, 2, 1, ("r", "z", "s"), 4, "svc.example"),
+        HealthFlag.FAILED_EDS_HEALTH)
+    host = Host.from_state(state)
+    assert (host.address, host.port, host.address_string, host.weight, host.priority,
+            host.locality, host.locality_weight, host.hostname, host.healthy) == (
+        "10.9.9.9", 443, "10.9.9.9:443", 2, 1, ("r", "z", "s"), 4, "svc.example", False)
+    assert host.description is state.description
 
 
 def test_host_hostname_as_envoy_names_it():
     # Envoy: the endpoint's hostname field; else, for a DNS endpoint, the name it resolved.
     # A STATIC endpoint without one has none (auto_host_rewrite then leaves Host alone).
     static = Endpoint("10.0.0.1", 80, 1, 0, ("", "", ""), 0)
-    assert host_for(static, "10.0.0.1").hostname == ""
+    assert host_state_for(static, "10.0.0.1").description.hostname == ""
     named = Endpoint("10.0.0.1", 80, 1, 0, ("", "", ""), 0, hostname="named.example")
-    assert host_for(named, "10.0.0.1").hostname == "named.example"
+    assert host_state_for(named, "10.0.0.1").description.hostname == "named.example"
     dns_named = Endpoint("svc.test", 80, 1, 0, ("", "", ""), 0, hostname="named.example")
-    assert host_for(dns_named, "10.0.0.9", resolved=True).hostname == "named.example"
+    assert host_state_for(dns_named, "10.0.0.9", resolved=True).description.hostname == (
+        "named.example")
 
 
 def test_endpoint_hostname_field_is_read():
@@ -185,36 +202,177 @@ def test_strict_dns_cluster_starts_empty():
     assert cluster.priority_set.all_hosts == []
 
 
-def test_set_hosts_keeps_the_host_objects_that_stay():
-    cluster, _ = make_cluster(type="STRICT_DNS")
-    first = [Host("10.0.0.1", 80), Host("10.0.0.2", 80)]
-    cluster.set_hosts(first, initial=True)
-    kept = first[0]
+def state(address: str, port: int = 80, **fields) -> HostState:
+    flags = fields.pop("health_flags", HealthFlag(0))
+    return HostState(HostDescription(address, port, **fields), flags)
+
+
+def test_static_cluster_membership_is_the_discovery_sides():
+    s = settings(load_assignment=endpoints(
+        lb_endpoint("10.0.0.1"), lb_endpoint("10.0.0.2", health_status="DRAINING")))
+    cluster = Cluster(s, StatsStore().scope("cluster.backend"), loop=None)
+    [(key, host), (_, drained)] = cluster.hosts_by_key.items()
+    assert key == ("10.0.0.1", 80, 0) == host.description.key
+    assert drained.health_flags == HealthFlag.FAILED_EDS_HEALTH and not drained.healthy
+    # Both sides build it from config, so the discovery side's snapshot changes nothing here.
+    snapshot = static_membership(s).snapshot()
+    assert [st.description for st in snapshot.added] == [
+        h.description for h in cluster.priority_set.all_hosts]
+    before = list(cluster.priority_set.all_hosts)
+    notified = []
+    cluster.priority_set.on_update(notified.append)
+    cluster.apply(snapshot)
+    assert cluster.priority_set.all_hosts == before and notified == []
+
+
+def test_apply_membership_keeps_the_host_objects_and_their_load_state():
+    cluster, store = make_cluster(type="STRICT_DNS")
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace([state("10.0.0.1"), state("10.0.0.2")], initial=True))
+    kept, _ = cluster.priority_set.all_hosts
+    assert kept.created_at == 0.0  # initial membership: no slow start
     kept.active_requests = 3
     kept.lb_state = "state"
-    cluster.set_hosts([Host("10.0.0.1", 80, weight=7), Host("10.0.0.3", 80)])
+    update = membership.replace([state("10.0.0.1", weight=7), state("10.0.0.3")])
+    assert update.added == (state("10.0.0.1", weight=7), state("10.0.0.3"))
+    assert update.removed == (("10.0.0.2", 80, 0),)
+    cluster.apply(update)
     hosts = cluster.priority_set.all_hosts
     assert hosts[0] is kept
     assert (kept.weight, kept.active_requests, kept.lb_state) == (7, 3, "state")
+    assert kept.description == HostDescription("10.0.0.1", 80, weight=7)
     assert [h.address for h in hosts] == ["10.0.0.1", "10.0.0.3"]
     assert hosts[1].created_at > 0.0  # joined after warm-up: slow start applies
+    assert list(cluster.hosts_by_key) == [("10.0.0.1", 80, 0), ("10.0.0.3", 80, 0)]
+    assert store.gauges()["cluster.backend.membership_total"].value == 2
 
 
-def test_set_hosts_drains_the_pools_of_hosts_that_leave():
+def test_a_weight_change_rebuilds_the_balancer():
+    cluster, _ = make_cluster(type="STRICT_DNS")
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace([state("10.0.0.1"), state("10.0.0.2")], initial=True))
+    a, b = cluster.priority_set.all_hosts
+    cluster.apply(membership.replace([state("10.0.0.1", weight=3), state("10.0.0.2")]))
+    picks = [cluster.choose_host(None) for _ in range(400)]
+    assert (picks.count(a), picks.count(b)) == (300, 100)
+
+
+def test_apply_membership_drains_the_pools_of_hosts_that_leave():
     """In-flight requests to a host that leaves finish (drain), none are reset (close_all);
     the next request to that address gets a new pool."""
     cluster, _ = make_cluster(type="STRICT_DNS")
-    cluster.set_hosts([Host("10.0.0.1", 80), Host("10.0.0.2", 80)], initial=True)
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace([state("10.0.0.1"), state("10.0.0.2")], initial=True))
     staying, leaving = cluster.priority_set.all_hosts
     staying_pool, leaving_pool = cluster.pool_for(staying), cluster.pool_for(leaving)
     calls = []
     for name, pool in (("staying", staying_pool), ("leaving", leaving_pool)):
         pool.drain = lambda name=name: calls.append((name, "drain"))
         pool.close_all = lambda name=name: calls.append((name, "close_all"))
-    cluster.set_hosts([Host("10.0.0.1", 80)])
+    cluster.apply(membership.replace([state("10.0.0.1")]))
     assert calls == [("leaving", "drain")]
     assert cluster.pools == {("10.0.0.1", 80): staying_pool}
+    assert cluster.priority_set.all_hosts == [staying]
     assert cluster.pool_for(Host("10.0.0.2", 80)) is not leaving_pool
+
+
+def test_an_unchanged_membership_is_no_update_and_no_rebuild():
+    cluster, _ = make_cluster(type="STRICT_DNS")
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace([state("10.0.0.1"), state("10.0.0.2")], initial=True))
+    assert membership.replace([state("10.0.0.2"), state("10.0.0.1")]) is None
+    notified = []
+    cluster.priority_set.on_update(notified.append)
+    cluster.apply(MembershipUpdate("backend", (state("10.0.0.1"),), ()))  # already so
+    cluster.apply(MembershipUpdate("backend", (), (("10.0.0.9", 80, 0),)))  # not a member
+    assert notified == []
+
+
+def test_health_updates_reach_the_balancer():
+    """Round robin skips a host while a health flag is set on it, and takes it back after."""
+    cluster, store = make_cluster(type="STRICT_DNS")
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace([state(f"10.0.0.{i}") for i in (1, 2, 3)], initial=True))
+    a, b, c = cluster.priority_set.all_hosts
+    gauges = store.gauges()
+    assert {cluster.choose_host(None) for _ in range(6)} == {a, b, c}
+
+    update = membership.set_health(b.description.key, HealthFlag.FAILED_OUTLIER_CHECK, True)
+    assert update == HealthUpdate("backend", ("10.0.0.2", 80, 0),
+                                  HealthFlag.FAILED_OUTLIER_CHECK)
+    cluster.apply(update)
+    assert (b.healthy, b.health_flags) == (False, HealthFlag.FAILED_OUTLIER_CHECK)
+    picks = [cluster.choose_host(None) for _ in range(6)]
+    assert b not in picks and set(picks) == {a, c}
+    assert gauges["cluster.backend.membership_healthy"].value == 2
+
+    cluster.apply(membership.set_health(b.description.key, HealthFlag.FAILED_OUTLIER_CHECK,
+                                        False))
+    assert b.healthy and {cluster.choose_host(None) for _ in range(6)} == {a, b, c}
+    assert gauges["cluster.backend.membership_healthy"].value == 3
+    assert cluster.priority_set.all_hosts == [a, b, c]  # the same hosts throughout
+
+
+def test_a_cleared_active_health_check_failure_is_a_pass():
+    cluster, _ = make_cluster(type="STRICT_DNS")
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace([state("10.0.0.1")], initial=True))
+    [host] = cluster.priority_set.all_hosts
+    key = host.description.key
+    cluster.apply(membership.set_health(key, HealthFlag.FAILED_OUTLIER_CHECK, True))
+    cluster.apply(membership.set_health(key, HealthFlag.FAILED_OUTLIER_CHECK, False))
+    assert host.last_hc_pass_time is None  # not an active health check
+    cluster.apply(membership.set_health(key, HealthFlag.FAILED_ACTIVE_HC, True))
+    cluster.apply(membership.set_health(key, HealthFlag.FAILED_ACTIVE_HC, False))
+    assert host.last_hc_pass_time is not None and host.last_hc_pass_time > 0.0
+
+
+def test_health_update_for_an_unknown_host_is_ignored():
+    cluster, _ = make_cluster()
+    notified = []
+    cluster.priority_set.on_update(notified.append)
+    cluster.apply(HealthUpdate("backend", ("10.9.9.9", 80, 0), HealthFlag.FAILED_ACTIVE_HC))
+    assert notified == [] and all(h.healthy for h in cluster.priority_set.all_hosts)
+
+
+def test_membership_update_carries_health_to_new_and_staying_hosts():
+    cluster, _ = make_cluster(type="STRICT_DNS")
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace(
+        [state("10.0.0.1"), state("10.0.0.2", health_flags=HealthFlag.FAILED_EDS_HEALTH)],
+        initial=True))
+    a, b = cluster.priority_set.all_hosts
+    assert (a.healthy, b.healthy) == (True, False)
+    cluster.apply(membership.replace(
+        [state("10.0.0.1", health_flags=HealthFlag.FAILED_EDS_HEALTH), state("10.0.0.2")]))
+    assert cluster.priority_set.all_hosts == [a, b]
+    assert (a.healthy, b.healthy) == (False, True)
+    assert {cluster.choose_host(None) for _ in range(4)} == {b}
+
+
+def test_logical_address_update_keeps_the_host_and_moves_its_pool():
+    cluster, _ = make_cluster(type="LOGICAL_DNS")
+    membership = ClusterMembership("backend")  # the discovery side
+    cluster.apply(membership.replace([state("10.0.0.1", hostname="svc.test")], initial=True))
+    [host] = cluster.priority_set.all_hosts
+    pool = cluster.pool_for(host)
+    host.active_requests = 2
+    notified = []
+    cluster.priority_set.on_update(notified.append)
+    update = membership.set_logical_address("10.0.0.7")
+    assert update == LogicalAddressUpdate("backend", "10.0.0.7")
+    cluster.apply(update)
+    assert cluster.priority_set.all_hosts == [host] and notified == []
+    assert (host.address_string, host.hostname, host.active_requests) == (
+        "10.0.0.7:80", "svc.test", 2)
+    assert cluster.pools == {("10.0.0.7", 80): pool}
+    assert list(cluster.hosts_by_key) == [("10.0.0.7", 80, 0)]
+    # Later events name the host by its new key.
+    cluster.apply(membership.set_health(("10.0.0.7", 80, 0), HealthFlag.FAILED_ACTIVE_HC, True))
+    assert not host.healthy
+    # A worker that starts now gets the host at its new address.
+    [fresh] = membership.snapshot().added
+    assert fresh.description.address == "10.0.0.7"
 
 
 def test_pool_for_is_one_pool_per_address_and_port():
@@ -440,6 +598,129 @@ def test_logical_dns_without_an_answer_has_no_host():
             manager.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_strict_dns_events_go_through_publish():
+    """The first answer warms the cluster (applied to it directly: no worker knows the cluster
+    before it is warm, they get its snapshot); every later change is one event handed to
+    ``publish`` (by default: applied here); an answer in another order is none."""
+    async def scenario():
+        answers = {"svc.test": ["10.0.0.2", "10.0.0.1"]}
+        loop = DnsLoop(asyncio.get_running_loop(), answers)
+        store = StatsStore()
+        manager = ClusterManager([dns_settings("0.01s")], store, loop)
+        published = []
+
+        def publish(update):
+            published.append(update)
+            manager.apply(update)
+
+        manager.publish = publish
+        await manager.start()
+        try:
+            assert published == []
+            assert [h.address for h in manager.get("backend").priority_set.all_hosts] == [
+                "10.0.0.1", "10.0.0.2"]
+            [first] = manager.snapshots()
+            assert first.initial and [s.description.address for s in first.added] == [
+                "10.0.0.1", "10.0.0.2"]
+            answers["svc.test"] = ["10.0.0.1", "10.0.0.2"]
+            successes = store.counters()["cluster.backend.update_success"]
+            await _until(lambda: successes.value >= 3)
+            assert published == []
+            answers["svc.test"] = ["10.0.0.2"]
+            await _until(lambda: len(published) == 1)
+            assert published[0] == MembershipUpdate("backend", (), (("10.0.0.1", 8080, 0),))
+            assert [h.address for h in manager.get("backend").priority_set.all_hosts] == [
+                "10.0.0.2"]
+        finally:
+            manager.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_follows_the_discovery_side_through_pickled_events():
+    """A worker (discovery=False) resolves nothing: its DNS clusters are empty until it
+    applies the main process's snapshots, then follow the published events; its STATIC
+    clusters serve from config from the start. The events cross a pickle, as between processes."""
+    async def scenario():
+        answers = {"svc.test": ["10.0.0.1"], "logical.test": ["10.0.1.1"]}
+        loop = DnsLoop(asyncio.get_running_loop(), answers)
+        strict = dns_settings("0.01s")
+        logical = settings(name="logical", type="LOGICAL_DNS", dns_refresh_rate="0.01s",
+                           dns_lookup_family="V4_ONLY",
+                           load_assignment=endpoints(lb_endpoint("logical.test", 8080)))
+        static = settings(name="static")
+        configs = [strict, logical, static]
+        main = ClusterManager(configs, StatsStore(), loop)
+        worker = ClusterManager(configs, StatsStore(), loop, discovery=False)
+        sent = []
+
+        def broadcast(update):
+            main.apply(update)
+            sent.append(pickle.dumps(update))
+
+        main.publish = broadcast
+        await main.start()
+        await worker.start()  # nothing to do
+        try:
+            assert loop.queries == [("svc.test", 8080, socket.SOCK_STREAM),
+                                    ("logical.test", 8080, socket.SOCK_STREAM)]
+            assert worker.get("backend").priority_set.all_hosts == []
+            assert worker.get("logical").priority_set.all_hosts == []
+            assert [h.address_string for h in worker.get("static").priority_set.all_hosts] == [
+                "10.0.0.1:8080"]
+            with pytest.raises(RuntimeError):
+                worker.snapshots()
+            # The worker starts: snapshots, then whatever is published from now on.
+            for snapshot in main.snapshots():
+                worker.apply(pickle.loads(pickle.dumps(snapshot)))
+            sent.clear()
+            [worker_host] = worker.get("backend").priority_set.all_hosts
+            [worker_logical] = worker.get("logical").priority_set.all_hosts
+            assert worker_host.created_at == 0.0 and worker_logical.created_at == 0.0
+
+            answers["svc.test"] = ["10.0.0.3", "10.0.0.1"]
+            answers["logical.test"] = ["10.0.1.9"]
+            main_backend = main.get("backend")
+            await _until(lambda: len(main_backend.priority_set.all_hosts) == 2
+                         and main.get("logical").priority_set.all_hosts[0].address == "10.0.1.9")
+            main.publish(main.memberships["static"].set_health(
+                ("10.0.0.1", 8080, 0), HealthFlag.FAILED_ACTIVE_HC, True))
+            for event in sent:
+                worker.apply(pickle.loads(event))
+            for name in ("backend", "logical", "static"):
+                assert [(h.description, h.health_flags)
+                        for h in worker.get(name).priority_set.all_hosts] == [
+                    (h.description, h.health_flags)
+                    for h in main.get(name).priority_set.all_hosts], name
+            assert worker.get("backend").priority_set.all_hosts[0] is worker_host
+            assert worker.get("logical").priority_set.all_hosts == [worker_logical]
+            assert worker_logical.address == "10.0.1.9"
+            assert not worker.get("static").priority_set.all_hosts[0].healthy
+        finally:
+            main.shutdown()
+            worker.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_updates_for_an_unknown_cluster_are_ignored():
+    manager = ClusterManager([settings()], StatsStore(), loop=None, discovery=False)
+    manager.apply(MembershipUpdate("gone", (HostState(HostDescription("10.0.0.1", 80)),), ()))
+    manager.apply(HealthUpdate("gone", ("10.0.0.1", 80, 0), HealthFlag.FAILED_ACTIVE_HC))
+    assert list(manager.clusters) == ["backend"]
+
+
+def test_static_memberships_on_the_discovery_side():
+    dns = settings(name="dns", type="STRICT_DNS",
+                   load_assignment=endpoints(lb_endpoint("svc.test", 8080)))
+    manager = ClusterManager([settings(), dns], StatsStore(), loop=None)
+    assert manager.snapshots() == [
+        MembershipUpdate("backend", (HostState(HostDescription("10.0.0.1", 8080)),), (),
+                         initial=True),
+        MembershipUpdate("dns", (), (), initial=True),  # not resolved yet
+    ]
 
 
 def test_unknown_cluster_is_none():

@@ -1,0 +1,278 @@
+"""The main process's side of the workers: start them, feed them, restart them, ask them.
+
+Two implementations of one interface, so the server reads the same with any concurrency:
+``InProcessWorkers`` is the single worker of ``--concurrency 1``, called directly (no IPC, no
+copy); ``WorkerProcesses`` runs N worker processes (``server/worker_process.py``), each on its
+own sockets (``server/sockets.py``), and talks to them over ``server/ipc.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import time
+
+from outrider.server.ipc import Channel, channel_pair, send_fds
+from outrider.server.sockets import ListenerSockets
+from outrider.server.worker import IN_FLIGHT_GRACE, Worker
+
+log = logging.getLogger("outrider")
+
+READY_TIMEOUT = 30.0
+STATS_TIMEOUT = 2.0
+# A worker that dies within this long of its start is restarted after a pause, not at once:
+# a crash at startup must not become a fork loop.
+CRASH_LOOP_WINDOW = 2.0
+CRASH_LOOP_PAUSE = 1.0
+
+
+class InProcessWorkers:
+    """``--concurrency 1``: the server's own loop serves; its cluster manager does discovery."""
+
+    def __init__(self, loop, stats, sockets: ListenerSockets, drain: tuple[str, float]) -> None:
+        self.worker = Worker(loop, stats, 0, discovery=True)
+        self.worker.drain_strategy, self.worker.drain_time = drain
+        self.sockets = sockets
+
+    @property
+    def cluster_manager(self):
+        return self.worker.cluster_manager
+
+    @property
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+    async def start(self, bootstrap, discovery=None) -> None:
+        await self.worker.start(bootstrap, self.sockets.for_worker(0))
+
+    async def apply(self, bootstrap, discovery=None) -> None:
+        await self.worker.apply(bootstrap, self.sockets.for_worker(0))
+
+    def publish(self, update) -> None:
+        pass  # the worker's own cluster manager made it and applied it
+
+    def start_drain(self, strategy: str, drain_time: float, stop_listening: bool,
+                    close_idle: bool) -> None:
+        self.worker.start_drain(strategy, drain_time, stop_listening, close_idle)
+
+    @property
+    def connection_count(self) -> int:
+        return self.worker.connection_count
+
+    async def collect_stats(self) -> list[dict]:
+        return []  # the worker counts into the server's own store
+
+    async def wait_exited(self, deadline: float) -> None:
+        await self.worker.finish_drain(deadline)
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+class WorkerHandle:
+    """The main process's view of one worker process."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: subprocess.Popen | None = None
+        self.channel: Channel | None = None
+        self.fd_socket = None
+        self.pid = 0
+        self.started_at = 0.0
+        self.ready: asyncio.Future | None = None
+        self.reloaded: asyncio.Future | None = None
+        self.exited = asyncio.Event()
+
+
+class WorkerProcesses:
+    """``--concurrency N`` (N > 1): N worker processes, restarted when one dies."""
+
+    def __init__(self, loop, count: int, stats, sockets: ListenerSockets,
+                 drain: tuple[str, float], log_args: list[str]) -> None:
+        self.loop = loop
+        self.count = count
+        self.sockets = sockets
+        self.drain = drain
+        self.log_args = log_args
+        self.handles = [WorkerHandle(i) for i in range(count)]
+        self.worker_restarts = stats.counter("server.worker_restarts")
+        self._bootstrap: bytes = b""
+        self._discovery = None  # the main process's cluster manager: membership snapshots
+        self._stopping = False
+        self._stats_ids = itertools.count(1)
+        self._stats_waiters: dict[int, asyncio.Future] = {}
+
+    @property
+    def pids(self) -> list[int]:
+        return [h.pid for h in self.handles]
+
+    async def start(self, bootstrap, discovery) -> None:
+        self._bootstrap = bootstrap.SerializeToString()
+        self._discovery = discovery
+        await asyncio.gather(*(self._spawn(h) for h in self.handles))
+
+    async def _spawn(self, handle: WorkerHandle) -> None:
+        ours, theirs = channel_pair()
+        fd_ours, fd_theirs = channel_pair()
+        cmd = [sys.executable, "-m", "outrider.server.worker_process",
+               "--index", str(handle.index), "--ipc-fd", str(theirs.fileno()),
+               "--fd-channel", str(fd_theirs.fileno()), "--parent-pid", str(os.getpid()),
+               *self.log_args]
+        handle.process = subprocess.Popen(cmd, pass_fds=(theirs.fileno(), fd_theirs.fileno()))
+        theirs.close()
+        fd_theirs.close()
+        handle.pid = handle.process.pid
+        handle.started_at = time.monotonic()
+        handle.exited.clear()
+        handle.fd_socket = fd_ours
+        handle.ready = self.loop.create_future()
+        handle.channel = await Channel.connect(
+            self.loop, ours, lambda kind, payload: self._on_message(handle, kind, payload),
+            lambda: self._on_exit(handle))
+        self._send_start(handle)
+        try:
+            await asyncio.wait_for(handle.ready, READY_TIMEOUT)
+        except TimeoutError:
+            handle.process.kill()
+            raise RuntimeError(
+                f"worker {handle.index} did not start within {READY_TIMEOUT}s") from None
+        log.info("worker %d started (pid %d)", handle.index, handle.pid)
+
+    def _send_start(self, handle: WorkerHandle) -> None:
+        addresses, fds = self._sockets_for(handle.index)
+        send_fds(handle.fd_socket, fds)
+        handle.channel.send("start", {
+            "bootstrap": self._bootstrap, "addresses": addresses,
+            "snapshots": self._discovery.snapshots(), "drain": self.drain})
+
+    def _sockets_for(self, index: int) -> tuple[list, list[int]]:
+        mine = self.sockets.for_worker(index)
+        return list(mine), [sock.fileno() for sock in mine.values()]
+
+    def _on_message(self, handle: WorkerHandle, kind: str, payload) -> None:
+        if kind == "ready":
+            if handle.ready is not None and not handle.ready.done():
+                handle.ready.set_result(payload)
+        elif kind == "reloaded":
+            if handle.reloaded is not None and not handle.reloaded.done():
+                handle.reloaded.set_result(None)
+        elif kind == "stats":
+            request_id, snapshot = payload
+            waiter = self._stats_waiters.pop(request_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(snapshot)
+        else:
+            log.error("worker %d sent an unknown message %r", handle.index, kind)
+
+    def _on_exit(self, handle: WorkerHandle) -> None:
+        self.loop.create_task(self._reap(handle))
+
+    async def _reap(self, handle: WorkerHandle) -> None:
+        process = handle.process
+        code = await self.loop.run_in_executor(None, process.wait)
+        handle.fd_socket.close()
+        for future in (handle.ready, handle.reloaded):
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError(f"worker {handle.index} exited"))
+        handle.exited.set()
+        if self._stopping:
+            log.debug("worker %d exited (%s)", handle.index, code)
+            return
+        log.warning("worker %d (pid %d) exited unexpectedly with %s; restarting",
+                    handle.index, process.pid, code)
+        self.worker_restarts.inc()
+        if time.monotonic() - handle.started_at < CRASH_LOOP_WINDOW:
+            await asyncio.sleep(CRASH_LOOP_PAUSE)
+        if not self._stopping:
+            try:
+                await self._spawn(handle)
+            except (RuntimeError, ConnectionError, OSError) as error:
+                log.error("worker %d: restart failed: %s", handle.index, error)
+
+    # -- what the server asks of the workers ----------------------------------------------------
+
+    def publish(self, update) -> None:
+        for handle in self.handles:
+            if handle.channel is not None:
+                handle.channel.send("update", update)
+
+    async def apply(self, bootstrap, discovery) -> None:
+        """A reload: every running worker applies it; a worker started later gets it at start."""
+        self._bootstrap = bootstrap.SerializeToString()
+        waits = []
+        for handle in self.handles:
+            if handle.channel is None or handle.channel.closed:
+                continue
+            handle.reloaded = self.loop.create_future()
+            addresses, fds = self._sockets_for(handle.index)
+            send_fds(handle.fd_socket, fds)
+            handle.channel.send("reload", {"bootstrap": self._bootstrap, "addresses": addresses,
+                                           "snapshots": discovery.snapshots()})
+            waits.append(handle.reloaded)
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("reload: a worker exited while applying it (%s); its successor "
+                            "starts on the new config", result)
+
+    def start_drain(self, strategy: str, drain_time: float, stop_listening: bool,
+                    close_idle: bool) -> None:
+        self._stopping = True
+        for handle in self.handles:
+            if handle.channel is not None:
+                handle.channel.send("drain", {"strategy": strategy, "drain_time": drain_time,
+                                              "stop_listening": stop_listening,
+                                              "close_idle": close_idle})
+
+    async def collect_stats(self) -> list[dict]:
+        """Every worker's stats now (a worker that does not answer in time is left out)."""
+        waits = []
+        for handle in self.handles:
+            if handle.channel is None or handle.channel.closed:
+                continue
+            request_id = next(self._stats_ids)
+            waiter = self._stats_waiters[request_id] = self.loop.create_future()
+            handle.channel.send("stats", request_id)
+            waits.append((request_id, waiter))
+        snapshots = []
+        for request_id, waiter in waits:
+            try:
+                snapshots.append(await asyncio.wait_for(waiter, STATS_TIMEOUT))
+            except TimeoutError:
+                self._stats_waiters.pop(request_id, None)
+                log.warning("stats: a worker did not answer within %ss", STATS_TIMEOUT)
+        return snapshots
+
+    async def wait_exited(self, deadline: float) -> None:
+        """Wait for every worker to exit (after a drain), killing those still there at
+        ``deadline``."""
+        # They stop by the deadline and a grace for requests in flight.
+        remaining = max(0.0, deadline - self.loop.time()) + IN_FLIGHT_GRACE + 2.0
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(h.exited.wait() for h in self.handles)), remaining)
+        except TimeoutError:
+            for handle in self.handles:
+                if not handle.exited.is_set() and handle.process is not None:
+                    log.warning("worker %d did not exit; killing it", handle.index)
+                    handle.process.kill()
+
+    def close(self) -> None:
+        """Stop every worker now (no drain)."""
+        self._stopping = True
+        for handle in self.handles:
+            if handle.channel is not None:
+                handle.channel.close()
+            if handle.process is not None and handle.process.poll() is None:
+                handle.process.terminate()
+        for handle in self.handles:
+            if handle.process is not None:
+                try:
+                    handle.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    handle.process.kill()
+                    handle.process.wait()
