@@ -90,12 +90,23 @@ class ConfigWatcher:
                 dirs.append(target_dir)
         return tuple(dirs)
 
+    def _relevant(self, _change, path: str) -> bool:
+        """Events that may change what the config path reads: the file's own name (an editor
+        renames its temporary file to it), the link's target, a ConfigMap's ``..``-prefixed
+        entries, a watched directory itself. Not others: a log file written next to the config
+        would otherwise wake the watcher at every line. (watchfiles' default filter is not used:
+        it drops the editors' swap and backup names, which is right, but so does this.)"""
+        name = os.path.basename(path)
+        return (name == os.path.basename(self.path) or name.startswith("..")
+                or path == os.path.realpath(self.path) or path in self._watch_dirs())
+
     async def _watch(self) -> None:
         failing = False
         while not self._stopping.is_set():
             dirs = self._watch_dirs()
             changes = watchfiles.awatch(
-                *dirs, watch_filter=None, recursive=False, debounce=_DEBOUNCE_MS, step=_STEP_MS,
+                *dirs, watch_filter=self._relevant, recursive=False, debounce=_DEBOUNCE_MS,
+                step=_STEP_MS,
                 stop_event=self._stopping)
             try:
                 async with contextlib.aclosing(changes):

@@ -27,6 +27,7 @@ from outrider.config.checked import ConfigOptions, load_checked
 from outrider.server import hot_restart
 from outrider.server.admin import AdminServer
 from outrider.server.config_diff import diff
+from outrider.server.drain import IMMEDIATE
 from outrider.server.listener import listen_address
 from outrider.server.sockets import ListenAddress, ListenerSockets, bind_listening_socket
 from outrider.server.supervisor import InProcessWorkers, WorkerProcesses
@@ -81,7 +82,8 @@ class Server:
         self.last_reload: ReloadRecord | None = None
         self.hot_restart_epoch = 0
         self._stopped: asyncio.Event | None = None
-        self._draining = False
+        self._draining = False  # the listeners drain (no reload from here on)
+        self._exiting = False  # ... and the process exits when they are done
         self._reload_lock: asyncio.Lock | None = None
         self._watcher = None
         self._successor: hot_restart.Successor | None = None
@@ -232,7 +234,7 @@ class Server:
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.warning("caught %s", sig.name)
-        if self._draining:
+        if self._exiting:
             log.warning("second %s: exiting without waiting for the drain", sig.name)
             self._stopped.set()
             return
@@ -324,26 +326,33 @@ class Server:
 
     def stop(self) -> None:
         """Drain and exit (SIGTERM, SIGINT, /quitquitquit)."""
-        if self._stopped is not None and not self._draining:
-            self._draining = True
+        if self._stopped is not None and not self._exiting:
+            self._exiting = self._draining = True
             asyncio.get_running_loop().create_task(self.drain_and_exit())
 
-    async def drain_and_exit(self, close_idle: bool = True) -> None:
-        """Stop accepting, let keep-alive connections close after a response (as the drain
-        strategy spreads it), let requests in flight finish within the drain time, exit.
+    async def drain_and_exit(self, handover: bool = False) -> None:
+        """Stop accepting, let requests in flight finish within the drain time, exit.
 
-        ``close_idle``: close connections with no request in flight at once (shutdown: their
-        next request could not be served anyway). An upgrade leaves them be, since the client
-        may be sending its next request now; it gets its answer, with ``connection: close``.
+        Shutdown (SIGTERM, SIGINT, /quitquitquit): every connection closes after its response
+        in flight, and idle ones close at once, whatever ``--drain-strategy`` says: with the
+        listeners closed, a connection kept open could only carry requests that this process,
+        going away, would then cut. A handover (binary upgrade) drains as the strategy says:
+        the successor accepts the clients that reconnect, and spreading them over the drain
+        time is what ``gradual`` is for. Idle connections are left be then (the client may be
+        sending its next request right now): they get their answer and, in time, the close.
         """
         loop = asyncio.get_running_loop()
-        self._draining = True
+        self._exiting = self._draining = True
         self.state = "DRAINING"
-        deadline = loop.time() + self.options.drain_time
-        log.info("draining: %s over %.0fs", self.options.drain_strategy, self.options.drain_time)
-        self.workers.start_drain(self.options.drain_strategy, self.options.drain_time,
-                                 stop_listening=True, close_idle=close_idle)
-        await self.workers.wait_exited(deadline)
+        strategy = self.options.drain_strategy if handover else IMMEDIATE
+        drain_time = self.options.drain_time
+        log.warning("draining: %s over %.0fs", strategy, drain_time)
+        self.workers.start_drain(strategy, drain_time, stop_listening=True,
+                                 close_idle=not handover)
+        # The workers closed their descriptors; closing ours closes the sockets (a successor
+        # holds its own), so a client connecting now is refused, not queued and then reset.
+        self.sockets.close()
+        await self.workers.wait_exited(loop.time() + drain_time)
         self._stopped.set()
 
     def drain_listeners(self, graceful: bool) -> None:
@@ -356,6 +365,10 @@ class Server:
         self.state = "DRAINING"
         self.workers.start_drain(self.options.drain_strategy, self.options.drain_time,
                                  stop_listening=not graceful, close_idle=False)
+        if graceful:
+            asyncio.get_running_loop().call_later(self.options.drain_time, self.sockets.close)
+        else:
+            self.sockets.close()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -396,10 +409,10 @@ class Server:
     def handed_over(self) -> None:
         """The successor serves: drain and exit (the sockets stay open in the successor)."""
         log.warning("hot restart: the new process serves; draining")
-        self._draining = True
+        self._exiting = self._draining = True
         if self._watcher is not None:
             self._watcher.stop()  # the new process reloads from here on
             self._watcher = None
         loop = asyncio.get_running_loop()
-        loop.create_task(self.drain_and_exit(close_idle=False))
+        loop.create_task(self.drain_and_exit(handover=True))
         loop.call_later(self.options.parent_shutdown_time, self._stopped.set)

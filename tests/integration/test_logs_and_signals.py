@@ -111,7 +111,7 @@ def test_sigterm_logs_the_shutdown_and_exits_cleanly(origin):
         proxy.stop()
     messages = [m.group(3) for m in map(LINE.match, log.splitlines()) if m]
     tail = messages[messages.index("caught SIGTERM"):]
-    assert tail == ["caught SIGTERM", "draining: gradual over 2s", "shutting down server instance",
+    assert tail == ["caught SIGTERM", "draining: immediate over 2s", "shutting down server instance",
                     "exiting"], log
 
 
