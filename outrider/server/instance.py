@@ -114,7 +114,7 @@ class Server:
             self.hot_restart_epoch = inherited.epoch + 1
             for where, socks in inherited.listeners.items():
                 self.sockets.adopt(where, socks)
-            log.info("hot restart: took over %d listening address(es) from pid %d (epoch %d)",
+            log.warning("hot restart: took over %d listening address(es) from pid %d (epoch %d)",
                      len(inherited.listeners), self.options.hot_restart_from,
                      self.hot_restart_epoch)
         self.stats.gauge("server.hot_restart_epoch", shared=True).set(self.hot_restart_epoch)
@@ -404,7 +404,18 @@ class Server:
         if self._successor is not None and self._successor.running():
             log.warning("an upgrade is already under way (pid %d)", self._successor.pid)
             return
-        self._successor = hot_restart.Successor.spawn(self.options.argv, os.getpid())
+        self._successor = successor = hot_restart.Successor.spawn(self.options.argv,
+                                                                  os.getpid())
+        asyncio.get_running_loop().create_task(self._watch_successor(successor))
+
+    async def _watch_successor(self, successor: hot_restart.Successor) -> None:
+        # Polled, not waited for in a thread: this process must be free to exit while the
+        # successor lives on.
+        while (code := successor.process.poll()) is None:
+            await asyncio.sleep(0.2)
+        if not self._exiting:
+            log.error("hot restart: the new process (pid %d) exited with %s before serving; "
+                      "still serving", successor.pid, code)
 
     def handed_over(self) -> None:
         """The successor serves: drain and exit (the sockets stay open in the successor)."""
