@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 import yaml
@@ -88,12 +88,14 @@ class Processes:
     def _on_signal(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)  # unwinds through the finally blocks and __exit__
 
-    def start(self, name: str, cmd: list[str], core: int, *, stdout: int | None = None,
+    def start(self, name: str, cmd: list[str], core: int | None, *, stdout: int | None = None,
               env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start ``cmd`` pinned to ``core`` (None: on any core)."""
+        pin = ["taskset", "-c", str(core)] if core is not None else []
         with open(os.path.join(self.workdir, f"{name}.log"), "wb") as log:
             # preexec_fn is safe here: benchmarks are single-threaded.
             proc = subprocess.Popen(
-                ["taskset", "-c", str(core), *cmd], stdout=stdout if stdout is not None else log,
+                [*pin, *cmd], stdout=stdout if stdout is not None else log,
                 stderr=log, stdin=subprocess.DEVNULL, env=env,
                 preexec_fn=_die_with_parent)  # noqa: PLW1509
         self._procs.append((name, proc))
@@ -231,6 +233,21 @@ def peak_rss_kib(pid: int) -> int:
     return total
 
 
+def rss_by_process(pid: int) -> dict[int, int]:
+    """VmRSS in KiB of ``pid`` and of each of its descendants (a proxy's main process and its
+    workers), by pid."""
+    out = {}
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        out[p] = int(line.split()[1])
+        except OSError:
+            pass
+    return out
+
+
 def tcp_segments_to(ports: set[int]) -> dict[tuple[str, str], tuple[int, int]]:
     """``(segs_out, data_segs_out)`` of every established socket whose peer port is in
     ``ports``, keyed by (local, peer) address, from ``ss -ti``. Sent segments that carry no
@@ -312,13 +329,15 @@ class WrkResult:
 
 
 def run_wrk(url: str, connections: int, duration: float, workdir: str,
-            timeout: str = "10s", core: int = LOAD_CORE) -> WrkResult:
-    """One ``wrk -t1 -cN -dD --latency`` run pinned to ``core``; raises on any failure."""
+            timeout: str = "10s", core: int | None = LOAD_CORE) -> WrkResult:
+    """One ``wrk -t1 -cN -dD --latency`` run pinned to ``core`` (None: unpinned); raises on any
+    failure."""
     script = os.path.join(workdir, "bench_done.lua")
     if not os.path.exists(script):
         with open(script, "w") as f:
             f.write(_WRK_LUA)
-    cmd = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}",
+    pin = ["taskset", "-c", str(core)] if core is not None else []
+    cmd = [*pin, "wrk", "-t1", f"-c{connections}",
            f"-d{duration:g}s", "--latency", "--timeout", timeout, "-s", script, url]
     try:
         done = subprocess.run(cmd, check=False, capture_output=True, text=True,
@@ -380,10 +399,11 @@ def require_tools(*extra: str) -> None:
         raise BenchError("needs at least 2 CPUs (proxy on core 0, origin and wrk on core 1)")
 
 
-def proxy_command(kind: str, config_path: str, base_id: int) -> list[str]:
+def proxy_command(kind: str, config_path: str, base_id: int, concurrency: int = 1) -> list[str]:
     if kind == "outrider":
-        return [sys.executable, "-m", "outrider", "-c", config_path, "-l", "error"]
-    return [envoy_binary(), "-c", config_path, "--concurrency", "1", "-l", "error",
+        return [sys.executable, "-m", "outrider", "-c", config_path, "-l", "error",
+                "--concurrency", str(concurrency), "--no-watch-config"]
+    return [envoy_binary(), "-c", config_path, "--concurrency", str(concurrency), "-l", "error",
             "--base-id", str(base_id)]
 
 
@@ -450,6 +470,7 @@ class Measurement:
     peak_rss_kib: int
     classes: dict[str, int] | None
     probe: tuple[object, object] = (None, None)  # ``probe()`` just before and after the run
+    rss_kib: dict[int, int] = field(default_factory=dict)  # VmRSS per process at the run's end
 
     @property
     def cpu_s(self) -> float:
@@ -474,7 +495,9 @@ class Measurement:
 def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: int,
                   admin_port: int, path: str, connections: int, duration: float,
                   warmup: float = 1.0, ready_path: str | None = None,
-                  probe: Callable[[], object] | None = None) -> Measurement:
+                  probe: Callable[[], object] | None = None, concurrency: int = 1,
+                  proxy_core: int | None = PROXY_CORE,
+                  load_core: int | None = LOAD_CORE) -> Measurement:
     """Start ``kind`` on ``config_path`` pinned to the proxy core, warm up, measure, stop.
 
     CPU time is the utime+stime delta over exactly the measured wrk run; peak RSS is VmHWM
@@ -483,18 +506,21 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
     error or non-2xx response, checked both by wrk and by the proxy's own
     ``downstream_rq_<class>`` counters.
     """
-    proc = procs.start(kind, proxy_command(kind, config_path, base_id=listen_port), PROXY_CORE)
+    proc = procs.start(kind, proxy_command(kind, config_path, base_id=listen_port,
+                                           concurrency=concurrency), proxy_core)
     label = PROXY_LABEL[kind]
     try:
         wait_ready(listen_port, ready_path or path, proc, procs, label)
         url = f"http://127.0.0.1:{listen_port}{path}"
         if warmup > 0:
-            check_wrk(run_wrk(url, connections, warmup, procs.workdir), f"{label} warm-up")
+            check_wrk(run_wrk(url, connections, warmup, procs.workdir, core=load_core),
+                      f"{label} warm-up")
         stats_before = admin_stats(admin_port)
         probe_before = probe() if probe else None
         (user0, sys0), t0 = cpu_times(proc.pid), time.monotonic()
         ipis0 = wakeup_ipis(LOAD_CORE)
-        result = run_wrk(url, connections, duration, procs.workdir)
+        result = run_wrk(url, connections, duration, procs.workdir, core=load_core)
+        rss_now = rss_by_process(proc.pid)
         ipis1 = wakeup_ipis(LOAD_CORE)
         (user1, sys1), t1 = cpu_times(proc.pid), time.monotonic()
         probe_after = probe() if probe else None
@@ -507,7 +533,8 @@ def measure_proxy(procs: Processes, kind: str, config_path: str, listen_port: in
     check_wrk(result, label, classes)
     return Measurement(wrk=result, user_s=user1 - user0, system_s=sys1 - sys0, wall_s=t1 - t0,
                        ipis=ipis1 - ipis0,
-                       peak_rss_kib=rss, classes=classes, probe=(probe_before, probe_after))
+                       peak_rss_kib=rss, classes=classes, probe=(probe_before, probe_after),
+                       rss_kib=rss_now)
 
 
 def check_wrk(result: WrkResult, what: str, classes: dict[str, int] | None = None) -> None:

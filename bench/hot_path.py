@@ -30,7 +30,7 @@ CONFIG = """
 static_resources:
   listeners:
   - name: l
-    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager

@@ -72,8 +72,9 @@ http {{
 """
 
 
-def start_origin(procs: b.Processes) -> int:
-    """nginx on core 1 with its own prefix dir (never the system's); returns its port."""
+def start_origin(procs: b.Processes, core: int | None = b.LOAD_CORE) -> int:
+    """nginx on ``core`` (1; None: any) with its own prefix dir (never the system's); returns
+    its port."""
     prefix = os.path.join(procs.workdir, "nginx")
     os.makedirs(os.path.join(prefix, "www"))
     for name, size in (("64k.bin", 64 * 1024), ("1m.bin", 1024 * 1024)):
@@ -84,7 +85,7 @@ def start_origin(procs: b.Processes) -> int:
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(prefix=prefix, port=port, body=SMALL_BODY.replace("\n", "\\n")))
     proc = procs.start("nginx", [b.nginx_binary(), "-p", prefix, "-c", conf,
-                                 "-e", os.path.join(prefix, "nginx-error.log")], b.LOAD_CORE)
+                                 "-e", os.path.join(prefix, "nginx-error.log")], core)
     b.wait_ready(port, "/small", proc, procs, "nginx")
     for path, size in (("/static/64k.bin", 64 * 1024), ("/static/1m.bin", 1024 * 1024)):
         status, body = b.http_get(port, path)

@@ -74,6 +74,16 @@ class ListenerFactory:
         self.proto = listener
         self._worker_index = worker_index
         self._configure(listener)
+        self.stats: ListenerStats | None = None
+        if self.port:  # port 0: named when bound
+            self._make_stats()
+
+    def _make_stats(self) -> None:
+        """``listener.<address>_<port>.*``, named after the bound port (known at start for a
+        listener configured with port 0)."""
+        scope = self.store.scope(f"listener.{self.address}_{self.port}")
+        self.stats = ListenerStats(scope)
+        self.worker_stats = PerWorkerListenerStats(scope.scope(f"worker_{self._worker_index}"))
 
     def _configure(self, listener: listener_pb2.Listener) -> None:
         """Build the HTTP config new requests use (the swappable part of a listener)."""
@@ -99,10 +109,10 @@ class ListenerFactory:
             # This process's own descriptor for the shared socket: closing it on drain leaves
             # the socket (and its accept queue) to the other holders.
             sock = sock.dup()
-        self.port = sock.getsockname()[1]
-        scope = self.store.scope(f"listener.{self.address}_{self.port}")
-        self.stats = ListenerStats(scope)
-        self.worker_stats = PerWorkerListenerStats(scope.scope(f"worker_{self._worker_index}"))
+        port = sock.getsockname()[1]
+        if port != self.port or self.stats is None:
+            self.port = port
+            self._make_stats()
         self.server = await self.loop.create_server(
             lambda: DownstreamConnection(self), sock=sock, backlog=1024)
 
