@@ -1,7 +1,7 @@
 """Binary upgrade without dropping connections: a new Outrider takes over the listening sockets.
 
 Envoy's hot restart, the nginx way. The running process listens on an abstract Unix socket
-named after its pid. A new process started with ``--hot-restart-from PID`` (or by SIGUSR2,
+named after its pid, and answers only a process of its own user (SO_PEERCRED). A new process started with ``--hot-restart-from PID`` (or by SIGUSR2,
 which starts one with the same command line) connects, receives every listening socket
 (SCM_RIGHTS) and the admin socket, starts its workers on them and says READY; only then does
 the old process stop accepting and drain. The sockets are the same kernel objects throughout,
@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -122,6 +123,13 @@ class HandoffServer:
                 conn.close()
 
     async def _hand_over(self, loop, conn: socket.socket) -> None:
+        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid != os.getuid():
+            # An abstract socket has no file permissions: anyone in the network namespace can
+            # connect. Only our own user may take the listening sockets.
+            log.warning("hot restart: refused a successor run by uid %d (pid %d)", uid, pid)
+            return
         conn.setblocking(False)
         hello = await asyncio.wait_for(loop.sock_recv(conn, len(HELLO)), CONNECT_TIMEOUT)
         if hello != HELLO:

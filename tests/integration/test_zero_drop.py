@@ -164,38 +164,3 @@ def test_a_binary_upgrade_under_load_drops_nothing(origins, concurrency):
         proxy.stop()
         if new_pid is not None:
             _stop_pid(new_pid)
-
-
-def test_a_failed_upgrade_leaves_the_old_process_serving(origins):
-    port, admin_port = free_port(), free_port()
-    proxy = ProxyProcess(_config(origins, port, admin_port),
-                         extra_args=("--no-watch-config",)).start()
-    try:
-        with open(proxy.path, "a") as f:
-            f.write("not_a_field: 1\n")  # the new process will refuse this config
-        proxy.proc.send_signal(signal.SIGUSR2)
-        deadline = time.monotonic() + 15
-        while "before serving; still serving" not in proxy.log():
-            assert time.monotonic() < deadline, proxy.log()
-            time.sleep(0.05)
-        assert proxy.server_info()["pid"] == proxy.pid
-        assert proxy.admin("/ready") == (200, "LIVE\n")
-        assert _answer(port, "/echo")[0] == 200
-    finally:
-        proxy.stop()
-
-
-def test_hot_restart_from_a_pid_takes_the_listeners_over(origins):
-    port, admin_port = free_port(), free_port()
-    config = _config(origins, port, admin_port)
-    old = ProxyProcess(config, extra_args=("--concurrency", "2")).start()
-    new = ProxyProcess(config, extra_args=("--hot-restart-from", str(old.pid)))
-    try:
-        new.start()
-        assert old.proc.wait(15) == 0
-        assert new.server_info()["pid"] == new.pid
-        assert _answer(port, "/echo")[0] == 200
-        assert "took over 1 listening address(es) from pid" in new.log()
-    finally:
-        new.stop()
-        old.stop()
