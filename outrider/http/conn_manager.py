@@ -165,12 +165,21 @@ class ConnectionManager:
         return stream
 
     def _take_current_config(self) -> None:
-        """A reload replaced the listener's config: requests from now on use it (none is in
-        flight on this connection; its codec limits and timers stay those it opened with)."""
+        """A reload replaced the listener's config: the requests not started yet use it (a
+        request in flight finishes on the one it started on; the connection's codec limits
+        and idle timeout stay those it opened with). As Envoy's HTTP/1 codec, which reads a
+        pipelined request only once the one before it is done, routes it on the config of
+        that moment."""
         listener = self.listener
+        old_stats = self.stats
         self.config = listener.hcm_config
         self.router_factory = listener.router_factory
         self.stats = listener.http_stats
+        if self.streams and self.stats is not old_stats:
+            # Queued requests were counted active when their first byte came: move them.
+            queued = len(self.streams)
+            old_stats.downstream_rq_active.value -= queued
+            self.stats.downstream_rq_active.value += queued
 
     # -- stream lifecycle -------------------------------------------------------------------------
 
@@ -193,6 +202,8 @@ class ConnectionManager:
 
     def _activate_head(self) -> None:
         if not self.closed and self.streams:
+            if self.config is not self.listener.hcm_config:
+                self._take_current_config()
             self.streams[0].activate()
 
     def close(self, abort: bool = False) -> None:

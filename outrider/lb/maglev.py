@@ -94,8 +94,8 @@ class MaglevLoadBalancer(ThreadAwareLoadBalancer):
     def __init__(self, *args, table_size: int = 65537, **kwargs) -> None:
         self.table_size = table_size
         scope = kwargs["stats"].scope.scope("maglev_lb")
-        self._min_gauge = scope.gauge("min_entries_per_host")
-        self._max_gauge = scope.gauge("max_entries_per_host")
+        self._min_gauge = scope.gauge("min_entries_per_host", shared=True)
+        self._max_gauge = scope.gauge("max_entries_per_host", shared=True)
         super().__init__(*args, **kwargs)
 
     def _build_table(self, weights: NormalizedWeights) -> HashTable:

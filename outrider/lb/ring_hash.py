@@ -81,9 +81,9 @@ class RingHashLoadBalancer(ThreadAwareLoadBalancer):
         self.maximum_ring_size = maximum_ring_size
         stats = kwargs["stats"]
         scope = stats.scope.scope("ring_hash_lb")
-        self._size_gauge = scope.gauge("size")
-        self._min_gauge = scope.gauge("min_hashes_per_host")
-        self._max_gauge = scope.gauge("max_hashes_per_host")
+        self._size_gauge = scope.gauge("size", shared=True)
+        self._min_gauge = scope.gauge("min_hashes_per_host", shared=True)
+        self._max_gauge = scope.gauge("max_hashes_per_host", shared=True)
         super().__init__(*args, **kwargs)
 
     def _build_table(self, weights: NormalizedWeights) -> HashTable:

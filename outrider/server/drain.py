@@ -38,13 +38,16 @@ class DrainManager:
         return self.started_at is not None
 
     def start(self, strategy: str, drain_time: float) -> None:
-        """Start draining; a drain already under way keeps its start and its settings."""
+        """Start draining. A drain already under way keeps its start and time, but an
+        ``immediate`` one overrides a gradual one (a shutdown during ``/drain_listeners``)."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown drain strategy {strategy!r}")
         if self.started_at is None:
             self.strategy = strategy
             self.drain_time = drain_time
             self.started_at = self._clock()
+        elif strategy == IMMEDIATE:
+            self.strategy = IMMEDIATE
 
     def drain_close(self) -> bool:
         """Should the response being sent now close its connection?"""

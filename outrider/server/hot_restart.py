@@ -8,9 +8,11 @@ the old process stop accepting and drain. The sockets are the same kernel object
 so no connection waiting in an accept queue is lost. If the new process fails before READY, the
 old one keeps serving as if nothing happened.
 
-Exchange on the socket: successor → ``HELLO``; old → a JSON header (hot restart epoch,
-listening addresses with their socket counts, whether the admin socket follows) with the
-descriptors attached; successor → ``READY`` once it serves.
+Exchange on the socket: successor → ``HELLO``; old → a length-prefixed JSON header (hot
+restart epoch, listening addresses with their socket counts, whether the admin socket follows),
+then the descriptors in batches (``ipc.send_fds``); successor → ``READY`` once it serves. Each
+side checks the other's credentials: the old one serves only its own user, the new one takes
+sockets only from the very pid it was told to replace.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from outrider.server.ipc import receive_fds, recv_exactly, send_fds
 from outrider.server.sockets import ListenAddress
 
 log = logging.getLogger("outrider")
@@ -32,12 +35,14 @@ log = logging.getLogger("outrider")
 HELLO = b"HELLO\n"
 READY = b"READY\n"
 CONNECT_TIMEOUT = 10.0
+READY_TIMEOUT = 300.0  # the new process resolves DNS and starts its workers meanwhile
 MAX_HEADER = 1024 * 1024
-MAX_FDS = 4096
 
 
-def socket_name(pid: int) -> str:
-    return f"\0outrider.hot_restart.{pid}"
+def socket_name(pid: int, base_id: int) -> str:
+    # --base-id keeps apart Outriders whose pids collide (containers of one pod share the
+    # network namespace, where abstract names live, but not their pid numbering).
+    return f"\0outrider.hot_restart.{base_id}.{pid}"
 
 
 @dataclass
@@ -64,23 +69,31 @@ class HotRestartError(Exception):
     pass
 
 
-def take_over(pid: int) -> InheritedSockets:
+def take_over(pid: int, base_id: int = 0) -> InheritedSockets:
     """Fetch the listening sockets of the Outrider whose main process is ``pid`` (blocking:
-    this runs once, at startup, before anything is served)."""
+    this runs once, at startup, before anything is served). The peer must be that very
+    process, run by our own user: anyone can bind an abstract socket name."""
+    from outrider.server.instance import StartupError
+
     channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     channel.settimeout(CONNECT_TIMEOUT)
     try:
-        channel.connect(socket_name(pid))
+        channel.connect(socket_name(pid, base_id))
+        peer_pid, peer_uid = _peer(channel)
+        if (peer_pid, peer_uid) != (pid, os.getuid()):
+            raise StartupError(f"--hot-restart-from {pid}: the socket is held by pid {peer_pid} "
+                               f"(uid {peer_uid}), not by Outrider's pid {pid} of our user")
         channel.sendall(HELLO)
-        data, fds, _flags, _addr = socket.recv_fds(channel, MAX_HEADER, MAX_FDS)
-    except OSError as error:
+        (size,) = struct.unpack("!I", recv_exactly(channel, 4))
+        if size > MAX_HEADER:
+            raise StartupError(f"--hot-restart-from {pid}: a {size}-byte header")
+        header = json.loads(recv_exactly(channel, size))
+        total = sum(entry[3] for entry in header["listeners"]) + bool(header["admin"])
+        socks = iter(receive_fds(channel, total))
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
         channel.close()
-        from outrider.server.instance import StartupError
-
         raise StartupError(f"--hot-restart-from {pid}: no Outrider to take over from "
-                           f"({error.strerror or error})") from error
-    header = json.loads(data)
-    socks = iter(socket.socket(fileno=fd) for fd in fds)
+                           f"({getattr(error, 'strerror', None) or error})") from error
     inherited = InheritedSockets(epoch=header["epoch"], channel=channel)
     for address, port, ipv4_compat, count in header["listeners"]:
         where = ListenAddress(address, port, ipv4_compat)
@@ -91,18 +104,26 @@ def take_over(pid: int) -> InheritedSockets:
     return inherited
 
 
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket."""
+    pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return pid, uid
+
+
 class HandoffServer:
     """The running process's side: hands its sockets to a successor that asks."""
 
-    def __init__(self, server) -> None:
+    def __init__(self, server, base_id: int = 0) -> None:
         self.server = server  # outrider.server.instance.Server
+        self.base_id = base_id
         self.sock: socket.socket | None = None
         self._task: asyncio.Task | None = None
 
     def start(self, loop) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(socket_name(os.getpid()))
+            sock.bind(socket_name(os.getpid(), self.base_id))
         except OSError as error:
             sock.close()
             log.warning("hot restart: cannot listen for a successor: %s", error)
@@ -123,8 +144,7 @@ class HandoffServer:
                 conn.close()
 
     async def _hand_over(self, loop, conn: socket.socket) -> None:
-        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        pid, uid = _peer(conn)
         if uid != os.getuid():
             # An abstract socket has no file permissions: anyone in the network namespace can
             # connect. Only our own user may take the listening sockets.
@@ -146,10 +166,14 @@ class HandoffServer:
         header = json.dumps({"epoch": server.hot_restart_epoch, "listeners": listeners,
                              "admin": admin is not None}).encode()
         conn.setblocking(True)
-        socket.send_fds(conn, [header], fds)
+        conn.sendall(struct.pack("!I", len(header)) + header)
+        send_fds(conn, fds)
         conn.setblocking(False)
-        log.warning("hot restart: sockets handed to a new process; waiting until it serves")
-        reply = await loop.sock_recv(conn, len(READY))
+        log.warning("hot restart: sockets handed to pid %d; waiting until it serves", pid)
+        try:
+            reply = await asyncio.wait_for(loop.sock_recv(conn, len(READY)), READY_TIMEOUT)
+        except TimeoutError:
+            reply = b""
         if reply != READY:
             log.error("hot restart: the new process failed before serving; still serving")
             return

@@ -84,6 +84,7 @@ class Server:
         self._stopped: asyncio.Event | None = None
         self._draining = False  # the listeners drain (no reload from here on)
         self._exiting = False  # ... and the process exits when they are done
+        self._stop_requested = False  # a stop signal came; the next one exits at once
         self._reload_lock: asyncio.Lock | None = None
         self._watcher = None
         self._successor: hot_restart.Successor | None = None
@@ -108,9 +109,12 @@ class Server:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        # Before anything slow (DNS, workers): a SIGHUP's default action would kill us.
+        self._handle_signals(loop)
         inherited = None
         if self.options.hot_restart_from:
-            inherited = hot_restart.take_over(self.options.hot_restart_from)
+            inherited = hot_restart.take_over(self.options.hot_restart_from,
+                                              self.options.base_id)
             self.hot_restart_epoch = inherited.epoch + 1
             for where, socks in inherited.listeners.items():
                 self.sockets.adopt(where, socks)
@@ -120,6 +124,8 @@ class Server:
         self.stats.gauge("server.hot_restart_epoch", shared=True).set(self.hot_restart_epoch)
         resources = self.bootstrap.static_resources
         self._bind_listeners(resources.listeners)
+        # Inherited sockets for addresses this config does not have any more.
+        self.sockets.retain({where for _, where in self._listener_addresses(resources.listeners)})
         drain = (self.options.drain_strategy, self.options.drain_time)
         log.info("loading %d cluster(s)", len(resources.clusters))
         if self.concurrency == 1:
@@ -129,7 +135,7 @@ class Server:
         else:
             self.cluster_manager = ClusterManager(
                 [ClusterSettings.from_proto(c) for c in resources.clusters], self.stats, loop,
-                discovery=True)
+                discovery=True, serving=False)
             await self.cluster_manager.start()
             self.workers = WorkerProcesses(loop, self.concurrency, self.stats, self.sockets,
                                            drain, self.options.worker_log_args)
@@ -155,14 +161,15 @@ class Server:
         # the young generation can wait longer between collections.
         gc.set_threshold(20_000, 20, 20)
         self.state = "LIVE"
-        self._handle_signals(loop)
         if self.options.hot_restart_enabled:
-            self._handoff = hot_restart.HandoffServer(self)
+            self._handoff = hot_restart.HandoffServer(self, self.options.base_id)
             self._handoff.start(loop)
         if self.options.watch_config and self.options.config_path:
             self._start_watcher()
         log.info("starting main dispatch loop (%d worker%s)", self.concurrency,
                  "" if self.concurrency == 1 else "s")
+        if self._stop_requested:  # a SIGTERM or SIGINT came while starting
+            self.stop()
 
     def _publish_to_workers(self) -> None:
         """Discovery in the main process: apply each membership event here (for /clusters) and
@@ -206,6 +213,9 @@ class Server:
         sock_address = self.bootstrap.admin.address.socket_address
         where = ListenAddress(sock_address.address or "127.0.0.1", sock_address.port_value)
         sock = inherited.admin if inherited is not None else None
+        if sock is not None and not _bound_to(sock, where):
+            sock.close()  # the new config moved the admin listener
+            sock = None
         if sock is None:
             try:
                 sock = bind_listening_socket(where)
@@ -234,13 +244,22 @@ class Server:
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.warning("caught %s", sig.name)
-        if self._exiting:
+        if self._stop_requested:
             log.warning("second %s: exiting without waiting for the drain", sig.name)
             self._stopped.set()
             return
-        self.stop()
+        self._stop_requested = True
+        if self.state != "LIVE" and not self._exiting:
+            log.warning("still starting: draining once started (again to exit at once)")
+        elif self._exiting:  # handing over to a successor: that drain goes on
+            log.warning("already draining (again to exit at once)")
+        else:
+            self.stop()
 
     def _on_sighup(self, sig: signal.Signals) -> None:
+        if self.state != "LIVE":
+            log.warning("caught %s: ignored while %s", sig.name, self.state.lower())
+            return
         log.warning("caught %s: reloading the config", sig.name)
         asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
 
@@ -373,7 +392,7 @@ class Server:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
         log.info("shutting down server instance")
         self.state = "DRAINING"
         if self._watcher is not None:
@@ -383,7 +402,7 @@ class Server:
         if self.admin is not None:
             self.admin.close()
         if self.workers is not None:
-            self.workers.close()
+            await self.workers.close()
         if self.concurrency > 1 and self.cluster_manager is not None:
             self.cluster_manager.shutdown()
         self.sockets.close()
@@ -393,7 +412,7 @@ class Server:
             await self.start()
             await self.wait_stopped()
         finally:
-            self.shutdown()
+            await self.shutdown()
 
     # -- binary upgrade ---------------------------------------------------------------------------
 
@@ -427,3 +446,9 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.create_task(self.drain_and_exit(handover=True))
         loop.call_later(self.options.parent_shutdown_time, self._stopped.set)
+
+
+def _bound_to(sock, where: ListenAddress) -> bool:
+    """Whether ``sock`` listens where the config says (port 0: any port)."""
+    address, port = sock.getsockname()[:2]
+    return address == where.address and (where.port == 0 or port == where.port)

@@ -21,7 +21,7 @@ log = logging.getLogger("outrider")
 
 _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 256 * 1024 * 1024  # a config and its membership; anything bigger is a bug
-MAX_FDS_PER_MESSAGE = 1024
+MAX_FDS_PER_MESSAGE = 250  # Linux takes at most 253 descriptors per message (SCM_MAX_FD)
 FD_TIMEOUT = 5.0
 
 
@@ -34,6 +34,17 @@ def send_fds(sock: socket.socket, fds: list[int]) -> None:
     for start in range(0, len(fds), MAX_FDS_PER_MESSAGE):
         batch = fds[start:start + MAX_FDS_PER_MESSAGE]
         socket.send_fds(sock, [struct.pack("!I", len(batch))], batch)
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Read exactly ``size`` bytes from a blocking socket (ConnectionError if it closes)."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
 
 
 def receive_fds(sock: socket.socket, count: int) -> list[socket.socket]:

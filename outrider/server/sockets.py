@@ -88,7 +88,14 @@ class ListenerSockets:
         self.by_address[where] = socks
 
     def for_worker(self, index: int) -> dict[ListenAddress, socket.socket]:
-        return {where: socks[index] for where, socks in self.by_address.items()}
+        return {where: socks[index] for where, socks in self.by_address.items()
+                if socks[index].fileno() != -1}
+
+    def close_slot(self, index: int) -> None:
+        """Close worker ``index``'s sockets (it is gone for good): connections the kernel
+        would queue there go to the other workers' sockets instead."""
+        for socks in self.by_address.values():
+            socks[index].close()
 
     def retain(self, wanted: set[ListenAddress]) -> None:
         """Close the sockets of addresses no listener uses any more."""

@@ -24,6 +24,7 @@ log = logging.getLogger("outrider")
 
 READY_TIMEOUT = 30.0
 STATS_TIMEOUT = 2.0
+STATS_FLUSH_INTERVAL = 5.0
 # A worker that dies within this long of its start is restarted after a pause, not at once:
 # a crash at startup must not become a fork loop.
 CRASH_LOOP_WINDOW = 2.0
@@ -69,7 +70,7 @@ class InProcessWorkers:
     async def wait_exited(self, deadline: float) -> None:
         await self.worker.finish_drain(deadline)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.worker.close()
 
 
@@ -86,6 +87,12 @@ class WorkerHandle:
         self.ready: asyncio.Future | None = None
         self.reloaded: asyncio.Future | None = None
         self.exited = asyncio.Event()
+        # Its values at the last time it reported them: what it counted is kept when it exits.
+        self.last_stats: dict | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.channel is not None and not self.channel.closed
 
 
 class WorkerProcesses:
@@ -105,15 +112,21 @@ class WorkerProcesses:
         self._stopping = False
         self._stats_ids = itertools.count(1)
         self._stats_waiters: dict[int, asyncio.Future] = {}
+        # Counters of workers that are gone, so that sums never go backwards (a counter that
+        # decreases reads as a reset to Prometheus).
+        self._retired_counters: dict[str, int] = {}
+        self._flush_task: asyncio.Task | None = None
 
     @property
-    def pids(self) -> list[int]:
-        return [h.pid for h in self.handles]
+    def pids(self) -> list[int | None]:
+        """Each worker's pid, by index; None while one is being restarted (or has exited)."""
+        return [h.pid if h.running else None for h in self.handles]
 
     async def start(self, bootstrap, discovery) -> None:
         self._bootstrap = bootstrap.SerializeToString()
         self._discovery = discovery
         await asyncio.gather(*(self._spawn(h) for h in self.handles))
+        self._flush_task = self.loop.create_task(self._flush_stats())
 
     async def _spawn(self, handle: WorkerHandle) -> None:
         ours, theirs = channel_pair()
@@ -128,12 +141,16 @@ class WorkerProcesses:
         handle.pid = handle.process.pid
         handle.started_at = time.monotonic()
         handle.exited.clear()
+        handle.last_stats = None
         handle.fd_socket = fd_ours
         handle.ready = self.loop.create_future()
         handle.channel = await Channel.connect(
             self.loop, ours, lambda kind, payload: self._on_message(handle, kind, payload),
             lambda: self._on_exit(handle))
-        self._send_start(handle)
+        try:
+            self._send_start(handle)
+        except OSError as error:  # it died at once: _reap restarts it
+            log.warning("worker %d: could not be started: %s", handle.index, error)
         try:
             await asyncio.wait_for(handle.ready, READY_TIMEOUT)
         except TimeoutError:
@@ -162,9 +179,12 @@ class WorkerProcesses:
                 handle.reloaded.set_result(None)
         elif kind == "stats":
             request_id, snapshot = payload
+            handle.last_stats = snapshot
             waiter = self._stats_waiters.pop(request_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(snapshot)
+        elif kind == "final_stats":  # a draining worker's last word before it exits
+            handle.last_stats = payload
         else:
             log.error("worker %d sent an unknown message %r", handle.index, kind)
 
@@ -173,14 +193,22 @@ class WorkerProcesses:
 
     async def _reap(self, handle: WorkerHandle) -> None:
         process = handle.process
-        code = await self.loop.run_in_executor(None, process.wait)
+        while (code := process.poll()) is None:  # its channel closed: it is exiting
+            await asyncio.sleep(0.01)
         handle.fd_socket.close()
+        if handle.last_stats is not None:
+            for name, value in handle.last_stats["counters"].items():
+                self._retired_counters[name] = self._retired_counters.get(name, 0) + value
+            handle.last_stats = None
         for future in (handle.ready, handle.reloaded):
             if future is not None and not future.done():
                 future.set_exception(ConnectionError(f"worker {handle.index} exited"))
         handle.exited.set()
         if self._stopping:
             log.debug("worker %d exited (%s)", handle.index, code)
+            # Nobody accepts on its sockets any more: close ours, so that the kernel stops
+            # queueing connections there (the other workers' sockets take them).
+            self.sockets.close_slot(handle.index)
             return
         log.warning("worker %d (pid %d) exited unexpectedly with %s; restarting",
                     handle.index, process.pid, code)
@@ -197,19 +225,25 @@ class WorkerProcesses:
 
     def publish(self, update) -> None:
         for handle in self.handles:
-            if handle.channel is not None:
+            if handle.running:
                 handle.channel.send("update", update)
 
     async def apply(self, bootstrap, discovery) -> None:
-        """A reload: every running worker applies it; a worker started later gets it at start."""
+        """A reload: every running worker applies it; a worker (re)started from now on starts
+        on it. A worker that dies meanwhile does not fail the reload: its successor has it."""
         self._bootstrap = bootstrap.SerializeToString()
         waits = []
         for handle in self.handles:
-            if handle.channel is None or handle.channel.closed:
+            if not handle.running:
                 continue
             handle.reloaded = self.loop.create_future()
             addresses, fds = self._sockets_for(handle.index)
-            send_fds(handle.fd_socket, fds)
+            try:
+                send_fds(handle.fd_socket, fds)
+            except OSError as error:
+                log.warning("reload: worker %d is gone (%s); its successor starts on the new "
+                            "config", handle.index, error)
+                continue
             handle.channel.send("reload", {"bootstrap": self._bootstrap, "addresses": addresses,
                                            "snapshots": discovery.snapshots()})
             waits.append(handle.reloaded)
@@ -223,56 +257,68 @@ class WorkerProcesses:
                     close_idle: bool) -> None:
         self._stopping = True
         for handle in self.handles:
-            if handle.channel is not None:
+            if handle.running:
                 handle.channel.send("drain", {"strategy": strategy, "drain_time": drain_time,
                                               "stop_listening": stop_listening,
                                               "close_idle": close_idle})
 
     async def collect_stats(self) -> list[dict]:
-        """Every worker's stats now (a worker that does not answer in time is left out)."""
+        """Every worker's stats now, plus what exited workers had counted. A worker that does
+        not answer in time is represented by its last report."""
+        asking = [h for h in self.handles if h.running]
         waits = []
-        for handle in self.handles:
-            if handle.channel is None or handle.channel.closed:
-                continue
+        for handle in asking:
             request_id = next(self._stats_ids)
             waiter = self._stats_waiters[request_id] = self.loop.create_future()
             handle.channel.send("stats", request_id)
-            waits.append((request_id, waiter))
-        snapshots = []
-        for request_id, waiter in waits:
-            try:
-                snapshots.append(await asyncio.wait_for(waiter, STATS_TIMEOUT))
-            except TimeoutError:
-                self._stats_waiters.pop(request_id, None)
-                log.warning("stats: a worker did not answer within %ss", STATS_TIMEOUT)
+            waits.append(waiter)
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=STATS_TIMEOUT)
+            if pending:
+                log.warning("stats: %d worker(s) did not answer within %ss; using their last "
+                            "report", len(pending), STATS_TIMEOUT)
+        for request_id in [r for r, w in self._stats_waiters.items() if w in waits]:
+            self._stats_waiters.pop(request_id, None)
+        snapshots = [h.last_stats for h in self.handles if h.last_stats is not None]
+        snapshots.append({"counters": dict(self._retired_counters), "gauges": {}, "shared": {}})
         return snapshots
+
+    async def _flush_stats(self) -> None:
+        """Ask for every worker's values now and then (Envoy flushes its stats every 5 s), so
+        that a worker that crashes takes few counts with it."""
+        while True:
+            await asyncio.sleep(STATS_FLUSH_INTERVAL)
+            await self.collect_stats()
 
     async def wait_exited(self, deadline: float) -> None:
         """Wait for every worker to exit (after a drain), killing those still there at
-        ``deadline``."""
-        # They stop by the deadline and a grace for requests in flight.
-        remaining = max(0.0, deadline - self.loop.time()) + IN_FLIGHT_GRACE + 2.0
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(h.exited.wait() for h in self.handles)), remaining)
-        except TimeoutError:
-            for handle in self.handles:
-                if not handle.exited.is_set() and handle.process is not None:
-                    log.warning("worker %d did not exit; killing it", handle.index)
-                    handle.process.kill()
+        ``deadline`` and a grace for requests in flight (they stop by then themselves)."""
+        end = deadline + IN_FLIGHT_GRACE + 2.0
+        while any(not h.exited.is_set() for h in self.handles if h.process is not None):
+            if self.loop.time() >= end:
+                for handle in self.handles:
+                    if not handle.exited.is_set() and handle.process is not None:
+                        log.warning("worker %d did not exit; killing it", handle.index)
+                        handle.process.kill()
+                return
+            await asyncio.sleep(0.05)
 
-    def close(self) -> None:
-        """Stop every worker now (no drain)."""
+    async def close(self) -> None:
+        """Stop every worker now (no drain): they exit on SIGTERM; SIGKILL after 5 s."""
         self._stopping = True
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        running = [h.process for h in self.handles
+                   if h.process is not None and h.process.poll() is None]
+        for process in running:
+            process.terminate()
+        end = time.monotonic() + 5.0
+        while any(p.poll() is None for p in running) and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         for handle in self.handles:
             if handle.channel is not None:
                 handle.channel.close()
-            if handle.process is not None and handle.process.poll() is None:
-                handle.process.terminate()
-        for handle in self.handles:
-            if handle.process is not None:
-                try:
-                    handle.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    handle.process.kill()
-                    handle.process.wait()

@@ -42,13 +42,16 @@ class Worker:
         self.drain_time = 600.0
 
     async def start(self, bootstrap: bootstrap_pb2.Bootstrap,
-                    sockets: dict[ListenAddress, socket.socket]) -> None:
-        """Clusters first (DNS clusters warm with their first resolution), then listeners."""
+                    sockets: dict[ListenAddress, socket.socket], snapshots=()) -> None:
+        """Clusters first (DNS clusters warm with their first resolution, or take the main
+        process's ``snapshots``), then listeners."""
         resources = bootstrap.static_resources
         self.cluster_manager = ClusterManager(
             [ClusterSettings.from_proto(c) for c in resources.clusters], self.stats, self.loop,
             worker_index=self.index, discovery=self.discovery)
         await self.cluster_manager.start()
+        for update in snapshots:
+            self.cluster_manager.apply(update)
         for listener in resources.listeners:
             await self._add_listener(listener, sockets)
 
@@ -61,7 +64,7 @@ class Worker:
                   factory.bound_address)
 
     async def apply(self, bootstrap: bootstrap_pb2.Bootstrap,
-                    sockets: dict[ListenAddress, socket.socket]) -> None:
+                    sockets: dict[ListenAddress, socket.socket], snapshots=()) -> None:
         """A reload: clusters first (so new routes find them), then listeners.
 
         Unchanged clusters keep their pools, balancer and health state; a changed or removed
@@ -71,6 +74,8 @@ class Worker:
         resources = bootstrap.static_resources
         await self.cluster_manager.reconfigure(
             [ClusterSettings.from_proto(c) for c in resources.clusters])
+        for update in snapshots:  # the new clusters' members, before a route can reach them
+            self.cluster_manager.apply(update)
         wanted = {listener.name: listener for listener in resources.listeners}
         for name, factory in list(self.listeners.items()):
             new = wanted.get(name)

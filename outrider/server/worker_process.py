@@ -61,10 +61,11 @@ class WorkerProcess:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
-                    signal.SIGUSR2):
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             # The main process decides: a Ctrl-C reaches the whole process group.
             loop.add_signal_handler(sig, lambda: None)
+        # The main process's "stop now" (a drain goes through the channel instead).
+        loop.add_signal_handler(signal.SIGTERM, self._done.set)
         self.channel = await Channel.connect(loop, self.ipc, self._on_message, self._on_closed)
         consumer = loop.create_task(self._consume())
         await self._done.wait()
@@ -99,8 +100,8 @@ class WorkerProcess:
             await self._start(payload)
         elif kind == "reload":
             sockets = self._receive_sockets(payload["addresses"])
-            await self.worker.apply(_bootstrap(payload["bootstrap"]), sockets)
-            self._apply_snapshots(payload["snapshots"])
+            await self.worker.apply(_bootstrap(payload["bootstrap"]), sockets,
+                                    payload["snapshots"])
             _close_all(sockets)
             self.channel.send("reloaded", self.index)
         elif kind == "drain":
@@ -113,8 +114,8 @@ class WorkerProcess:
         sockets = self._receive_sockets(payload["addresses"])
         self.worker = Worker(loop, self.stats, self.index, discovery=False)
         self.worker.drain_strategy, self.worker.drain_time = payload["drain"]
-        await self.worker.start(_bootstrap(payload["bootstrap"]), sockets)
-        self._apply_snapshots(payload["snapshots"])
+        await self.worker.start(_bootstrap(payload["bootstrap"]), sockets,
+                                payload["snapshots"])
         _close_all(sockets)  # the listeners accept on their own duplicates
         gc.collect()
         gc.freeze()
@@ -125,10 +126,6 @@ class WorkerProcess:
         socks = receive_fds(self.fd_channel, len(addresses))
         return dict(zip(addresses, socks, strict=True))
 
-    def _apply_snapshots(self, snapshots: list) -> None:
-        for update in snapshots:
-            self.worker.apply_update(update)
-
     def _drain(self, strategy: str, drain_time: float, stop_listening: bool,
                close_idle: bool) -> None:
         self.worker.start_drain(strategy, drain_time, stop_listening, close_idle)
@@ -137,6 +134,8 @@ class WorkerProcess:
 
     async def _exit_when_drained(self, deadline: float) -> None:
         await self.worker.finish_drain(deadline)
+        self.channel.send("final_stats", self.stats.snapshot())  # what it counted stays counted
+        await asyncio.sleep(0)  # let the transport write it before the process exits
         self._done.set()
 
 

@@ -73,14 +73,17 @@ class StatsStore:
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """A worker's values for the main process to add up (``merge``)."""
+        gauges = self._gauges.values()
         return {
             "counters": {name: c.value for name, c in self._counters.items()},
-            "gauges": {name: g.value for name, g in self._gauges.items() if not g.shared},
+            "gauges": {g.name: g.value for g in gauges if not g.shared},
+            "shared": {g.name: g.value for g in gauges if g.shared},
         }
 
     def merged(self, snapshots: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
-        """This process's values plus the workers' ``snapshots``: counters and gauges summed,
-        shared gauges as this process has them."""
+        """This process's values plus the workers' ``snapshots``: counters and gauges summed;
+        a shared gauge as this process has it, or else as the first worker reports it (the
+        same fact in each: a balancer's table size)."""
         counters = {name: c.value for name, c in self._counters.items()}
         gauges = {name: g.value for name, g in self._gauges.items()}
         for snapshot in snapshots:
@@ -88,6 +91,8 @@ class StatsStore:
                 counters[name] = counters.get(name, 0) + value
             for name, value in snapshot["gauges"].items():
                 gauges[name] = gauges.get(name, 0) + value
+            for name, value in snapshot.get("shared", {}).items():
+                gauges.setdefault(name, value)
         return {"counters": counters, "gauges": gauges}
 
 

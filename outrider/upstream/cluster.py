@@ -181,7 +181,8 @@ class Cluster:
     """
 
     def __init__(self, settings: ClusterSettings, scope: Scope, loop,
-                 rng: random.Random | None = None, worker_index: int = 0) -> None:
+                 rng: random.Random | None = None, worker_index: int = 0,
+                 serving: bool = True) -> None:
         self.settings = settings
         self.name = settings.name
         self.loop = loop
@@ -192,9 +193,12 @@ class Cluster:
         self.hosts_by_key: dict[HostKey, Host] = {}
         self.pools: dict[tuple[str, int], Http1ConnPool] = {}
         self.resources = ResourceManager()  # Envoy's default thresholds (configurable: later)
+        # The main process's copy of a cluster (``serving=False``, with worker processes)
+        # tracks membership and health only: no balancer, no pools.
         self.lb = create_load_balancer(
             settings.proto, self.priority_set, rng=rng or random.Random(),
-            clock=time.monotonic, stats=LbStats(scope), worker_index=worker_index)
+            clock=time.monotonic, stats=LbStats(scope),
+            worker_index=worker_index) if serving else None
         if settings.type == "STATIC":
             self.apply_membership(static_membership(settings).snapshot())
 

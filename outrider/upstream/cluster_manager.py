@@ -45,12 +45,13 @@ _DNS_TYPES = ("STRICT_DNS", "LOGICAL_DNS")
 class ClusterManager:
     def __init__(self, settings: list[ClusterSettings], store: StatsStore, loop,
                  rng: random.Random | None = None, worker_index: int = 0, *,
-                 discovery: bool = True) -> None:
+                 discovery: bool = True, serving: bool = True) -> None:
         self.loop = loop
         self.store = store
         self.rng = rng
         self.worker_index = worker_index
         self.discovery = discovery
+        self.serving = serving  # False: the main process of several, which serves nothing
         self.clusters: dict[str, Cluster] = {s.name: self._new_cluster(s) for s in settings}
         # The authoritative memberships (discovery side only).
         self.memberships: dict[str, ClusterMembership] = {}
@@ -62,7 +63,7 @@ class ClusterManager:
 
     def _new_cluster(self, settings: ClusterSettings) -> Cluster:
         return Cluster(settings, self.store.scope(f"cluster.{settings.name}"), self.loop,
-                       self.rng, self.worker_index)
+                       self.rng, self.worker_index, serving=self.serving)
 
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)

@@ -57,7 +57,7 @@ _INTRUDER = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(5)
-s.connect("\\0outrider.hot_restart." + sys.argv[1])
+s.connect("\\0outrider.hot_restart.0." + sys.argv[1])
 try:
     s.sendall(b"HELLO\\n")
     data, fds, _, _ = socket.recv_fds(s, 65536, 64)
@@ -87,3 +87,36 @@ def test_another_user_cannot_take_the_listening_sockets(origins):
         assert _answer(proxy.port, "/echo")[0] == 200
     finally:
         proxy.stop()
+
+
+# A process of another user holds the name a successor would connect to (its own pid's).
+_SQUATTER = """
+import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\\0outrider.hot_restart.0.%d" % os.getpid())
+s.listen(4)
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0 or _SYSTEM_PYTHON is None,
+                    reason="needs root and a system python3 to run a process as another user")
+def test_a_successor_takes_sockets_only_from_the_process_it_was_told_to_replace(origins):
+    squatter = subprocess.Popen([_SYSTEM_PYTHON, "-c", _SQUATTER], user=65534,
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "ready"
+        proxy = ProxyProcess(_config(origins, free_port(), free_port()),
+                             extra_args=("--hot-restart-from", str(squatter.pid)))
+        try:
+            with pytest.raises(RuntimeError, match="exited"):
+                proxy.start()
+            assert proxy.proc.wait(5) == 1
+            assert (f"the socket is held by pid {squatter.pid} (uid 65534), not by Outrider's "
+                    f"pid {squatter.pid} of our user") in proxy.log()
+        finally:
+            proxy.stop()
+    finally:
+        squatter.kill()
+        squatter.wait()

@@ -41,14 +41,17 @@ def test_gradual_closes_in_proportion_to_the_time_elapsed(elapsed, expected):
     assert closed == pytest.approx(expected, abs=0.02)
 
 
-def test_a_second_start_keeps_the_first_ones_settings():
+def test_a_second_start_keeps_the_first_ones_time_but_immediate_wins():
     clock = Clock()
     drain = DrainManager(clock=clock)
     drain.start("gradual", 600)
     clock.now += 60
-    drain.start("immediate", 1)
+    drain.start("gradual", 1)
     assert (drain.strategy, drain.drain_time, drain.started_at) == ("gradual", 600, 100.0)
     assert drain.remaining() == 540
+    drain.start("immediate", 1)  # a shutdown during a graceful drain
+    assert (drain.strategy, drain.drain_time) == ("immediate", 600)
+    assert all(drain.drain_close() for _ in range(100))
 
 
 def test_zero_drain_time_closes_at_once_and_unknown_strategy_is_refused():
