@@ -85,6 +85,7 @@ class Server:
         self._draining = False  # the listeners drain (no reload from here on)
         self._exiting = False  # ... and the process exits when they are done
         self._stop_requested = False  # a stop signal came; the next one exits at once
+        self._started = False
         self._reload_lock: asyncio.Lock | None = None
         self._watcher = None
         self._successor: hot_restart.Successor | None = None
@@ -161,6 +162,7 @@ class Server:
         # the young generation can wait longer between collections.
         gc.set_threshold(20_000, 20, 20)
         self.state = "LIVE"
+        self._started = True
         if self.options.hot_restart_enabled:
             self._handoff = hot_restart.HandoffServer(self, self.options.base_id)
             self._handoff.start(loop)
@@ -249,7 +251,7 @@ class Server:
             self._stopped.set()
             return
         self._stop_requested = True
-        if self.state != "LIVE" and not self._exiting:
+        if not self._started:
             log.warning("still starting: draining once started (again to exit at once)")
         elif self._exiting:  # handing over to a successor: that drain goes on
             log.warning("already draining (again to exit at once)")
@@ -257,8 +259,8 @@ class Server:
             self.stop()
 
     def _on_sighup(self, sig: signal.Signals) -> None:
-        if self.state != "LIVE":
-            log.warning("caught %s: ignored while %s", sig.name, self.state.lower())
+        if not self._started:
+            log.warning("caught %s: ignored while starting", sig.name)
             return
         log.warning("caught %s: reloading the config", sig.name)
         asyncio.get_running_loop().create_task(self.reload("SIGHUP"))

@@ -185,3 +185,40 @@ def test_gradual_strategy_spreads_the_closes_over_the_drain_time(origins):
         assert late.count("close") >= len(late) * 0.6
     finally:
         proxy.stop()
+
+
+def test_a_shutdown_during_a_gradual_drain_closes_after_the_response_in_flight(origins):
+    proxy = ProxyProcess(_config(origins), extra_args=("--drain-time-s", "20")).start()
+    try:
+        client = RawClient(proxy.port, timeout=15)
+        assert proxy.admin("/drain_listeners?graceful", method="POST")[0] == 200
+        pending = _in_background(client, build("GET", "/sleep/0.5"))
+        time.sleep(0.2)
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        pending[0].join(10)
+        assert pending[1].status == 200 and pending[1].header("connection") == "close"
+        assert proxy.proc.wait(10) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_second_signal_stops_the_workers_at_once(origins, concurrency):
+    proxy = ProxyProcess(_config(origins), extra_args=(
+        "--concurrency", str(concurrency), "--drain-time-s", "60")).start()
+    try:
+        clients = [RawClient(proxy.port, timeout=15) for _ in range(4)]
+        for client in clients:
+            client.send(build("GET", "/hang"))
+        time.sleep(0.3)
+        proxy.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert proxy.proc.wait(10) == 0
+        assert time.monotonic() - started < 2
+        assert "never retrieved" not in proxy.log()
+    finally:
+        proxy.stop()

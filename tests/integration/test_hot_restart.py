@@ -3,15 +3,18 @@ zero-drop run under load is in test_zero_drop.py)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
+import yaml
 
-from tests.integration.test_zero_drop import _answer, _config
+from tests.integration.test_zero_drop import _answer, _config, _stop_pid
 from tests.support.marks import outrider_only
 from tests.support.proxy import ProxyProcess, free_port
 
@@ -120,3 +123,74 @@ def test_a_successor_takes_sockets_only_from_the_process_it_was_told_to_replace(
     finally:
         squatter.kill()
         squatter.wait()
+
+
+def _listeners(config: dict, ports: list[int]) -> dict:
+    """``config`` with one listener per port (copies of its first)."""
+    first = config["static_resources"]["listeners"][0]
+    listeners = []
+    for i, port in enumerate(ports):
+        listener = copy.deepcopy(first)
+        listener["name"] = f"l{i}"
+        listener["address"]["socket_address"]["port_value"] = port
+        listeners.append(listener)
+    config["static_resources"]["listeners"] = listeners
+    return config
+
+
+def test_an_upgrade_to_a_config_without_a_listener_or_with_another_admin_address(origins):
+    kept, dropped, admin, new_admin = (free_port() for _ in range(4))
+    config = _listeners(_config(origins, kept, admin), [kept, dropped])
+    proxy = ProxyProcess(config, extra_args=("--concurrency", "2", "--no-watch-config")).start()
+    new_pid = None
+    try:
+        # The new process reads the same path: give it the config without ``dropped``.
+        newer = _listeners(_config(origins, kept, new_admin), [kept])
+        with open(proxy.path, "w") as f:
+            yaml.safe_dump(newer, f, sort_keys=False)
+        proxy.admin_port = admin
+        proxy.proc.send_signal(signal.SIGUSR2)
+        assert proxy.proc.wait(30) == 0, proxy.log()
+        proxy.admin_port = new_admin
+        deadline = time.monotonic() + 10
+        while new_pid is None:
+            try:
+                new_pid = proxy.server_info()["pid"]
+            except OSError:
+                assert time.monotonic() < deadline, proxy.log()
+                time.sleep(0.05)
+        assert _answer(kept, "/echo")[0] == 200
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", dropped), timeout=2).close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", admin), timeout=2).close()
+    finally:
+        proxy.stop()
+        if new_pid is not None:
+            _stop_pid(new_pid)
+
+
+def test_an_upgrade_with_more_sockets_than_one_message_carries(origins):
+    ports: set[int] = set()
+    while len(ports) < 127:  # 127 listeners x 2 workers + the admin socket > 253 descriptors
+        ports.add(free_port())
+    admin = free_port()
+    config = _listeners(_config(origins, min(ports), admin), sorted(ports))
+    proxy = ProxyProcess(config, extra_args=("--concurrency", "2", "--no-watch-config")).start()
+    new_pid = None
+    try:
+        proxy.proc.send_signal(signal.SIGUSR2)
+        assert proxy.proc.wait(60) == 0, proxy.log()[-3000:]
+        deadline = time.monotonic() + 20
+        while new_pid is None:
+            try:
+                new_pid = proxy.server_info()["pid"]
+            except OSError:
+                assert time.monotonic() < deadline, proxy.log()[-3000:]
+                time.sleep(0.05)
+        assert "took over 127 listening address(es)" in proxy.log()
+        assert [_answer(port, "/echo")[0] for port in sorted(ports)[::20]] == [200] * 7
+    finally:
+        proxy.stop()
+        if new_pid is not None:
+            _stop_pid(new_pid)

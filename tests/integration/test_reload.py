@@ -317,6 +317,29 @@ def test_a_request_in_flight_finishes_on_the_config_it_started_on(launch, origin
     assert response.echo().path == "/sleep/3"
 
 
+def test_a_pipelined_request_waiting_its_turn_is_routed_on_the_new_config(launch, origins):
+    """As Envoy's HTTP/1 codec, which reads a pipelined request only when the one before it is
+    done: a request queued behind a slow one when a reload renames its cluster takes the new
+    routes (the old ones name a cluster that no longer exists)."""
+    port, admin = free_port(), free_port()
+    proxy = launch(bootstrap(port, [to("/", "a")], [cluster("a", [origins["a"].port])], admin))
+    seen = len(origins["a"].requests)
+    client = RawClient(port, timeout=DEADLINE)
+    try:
+        client.send(build("GET", "/sleep/1.5") + build("GET", "/second"))
+        wait_for(lambda: any(r.path == "/sleep/1.5" for r in origins["a"].requests[seen:]),
+                 what="the slow request reaching origin a")
+        proxy.edit(bootstrap(port, [to("/", "renamed")], [cluster("renamed",
+                                                                   [origins["b"].port])], admin))
+        proxy.wait_for_log(APPLIED)
+        first, second = client.read_responses(2)
+    finally:
+        client.close()
+    assert (first.status, first.header("x-origin")) == (200, "a")
+    assert (second.status, second.header("x-origin")) == (200, "b")
+    assert proxy.stat("http.ingress_http.downstream_rq_active") == 0
+
+
 def test_listeners_added_and_removed(launch):
     ports: set[int] = set()
     while len(ports) < 5:  # free_port() may hand out a port it gave a moment ago
