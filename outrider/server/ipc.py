@@ -72,11 +72,10 @@ class Channel(asyncio.Protocol):
         self._buffer = bytearray()
         self.closed = False
 
-    @classmethod
-    async def connect(cls, loop, sock: socket.socket, on_message, on_closed) -> Channel:
-        _transport, channel = await loop.create_unix_connection(
-            lambda: cls(on_message, on_closed), sock=sock)
-        return channel
+    async def open(self, loop, sock: socket.socket) -> None:
+        """Start exchanging on ``sock``. Messages may arrive before this returns: whoever
+        handles them must already hold this channel (to answer them)."""
+        await loop.create_unix_connection(lambda: self, sock=sock)
 
     def connection_made(self, transport) -> None:
         self.transport = transport

@@ -144,9 +144,9 @@ class WorkerProcesses:
         handle.last_stats = None
         handle.fd_socket = fd_ours
         handle.ready = self.loop.create_future()
-        handle.channel = await Channel.connect(
-            self.loop, ours, lambda kind, payload: self._on_message(handle, kind, payload),
-            lambda: self._on_exit(handle))
+        handle.channel = Channel(lambda kind, payload: self._on_message(handle, kind, payload),
+                                 lambda: self._on_exit(handle))
+        await handle.channel.open(self.loop, ours)
         try:
             self._send_start(handle)
         except OSError as error:  # it died at once: _reap restarts it
@@ -219,6 +219,7 @@ class WorkerProcesses:
             try:
                 await self._spawn(handle)
             except (RuntimeError, ConnectionError, OSError) as error:
+                # If it exited, that exit restarts it again (after the crash-loop pause).
                 log.error("worker %d: restart failed: %s", handle.index, error)
 
     # -- what the server asks of the workers ----------------------------------------------------

@@ -66,7 +66,8 @@ class WorkerProcess:
             loop.add_signal_handler(sig, lambda: None)
         # The main process's "stop now" (a drain goes through the channel instead).
         loop.add_signal_handler(signal.SIGTERM, self._done.set)
-        self.channel = await Channel.connect(loop, self.ipc, self._on_message, self._on_closed)
+        self.channel = Channel(self._on_message, self._on_closed)
+        await self.channel.open(loop, self.ipc)
         consumer = loop.create_task(self._consume())
         await self._done.wait()
         consumer.cancel()

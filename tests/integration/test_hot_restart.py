@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from tests.integration.test_zero_drop import _answer, _config, _stop_pid
+from tests.integration.test_zero_drop import _answer, _config, _stop_pid, successors
 from tests.support.marks import outrider_only
 from tests.support.proxy import ProxyProcess, free_port
 
@@ -165,9 +165,10 @@ def test_an_upgrade_to_a_config_without_a_listener_or_with_another_admin_address
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", admin), timeout=2).close()
     finally:
+        leftovers = successors(proxy.pid)
         proxy.stop()
-        if new_pid is not None:
-            _stop_pid(new_pid)
+        for pid in {new_pid, *leftovers} - {None}:
+            _stop_pid(pid)
 
 
 def test_an_upgrade_with_more_sockets_than_one_message_carries(origins):
@@ -191,6 +192,7 @@ def test_an_upgrade_with_more_sockets_than_one_message_carries(origins):
         assert "took over 127 listening address(es)" in proxy.log()
         assert [_answer(port, "/echo")[0] for port in sorted(ports)[::20]] == [200] * 7
     finally:
+        leftovers = successors(proxy.pid)
         proxy.stop()
-        if new_pid is not None:
-            _stop_pid(new_pid)
+        for pid in {new_pid, *leftovers} - {None}:
+            _stop_pid(pid)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support.client import RawClient, build, request
+from tests.support.client import RawClient, build
 from tests.support.load import KeepAliveLoad
 from tests.support.marks import outrider_only
 from tests.support.proxy import ProxyProcess, bootstrap, cluster, free_port
@@ -63,8 +63,13 @@ def fresh_connections(port: int, count: int, path: str = "/echo", host: str = "e
     """``count`` requests, each on a new connection (so the kernel spreads them)."""
     statuses = []
     for _ in range(count):
-        response, _ = request(port, build("GET", path, host=host))
-        statuses.append(response.status if response else None)
+        client = RawClient(port)
+        try:
+            client.send(build("GET", path, host=host))
+            responses = client.read_responses(1)
+        finally:
+            client.close()
+        statuses.append(responses[0].status if responses and responses[0].complete else None)
     return statuses
 
 

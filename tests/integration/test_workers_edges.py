@@ -64,10 +64,12 @@ def test_counters_never_go_back_when_a_worker_dies(origins):
         assert fresh_connections(proxy.port, 60) == [200] * 60
         before = int(proxy.stats()["http.ingress_http.downstream_rq_total"])
         assert before == 60  # asking for /stats refreshes every worker's report
-        os.kill(proxy.server_info()["worker_pids"][0], signal.SIGKILL)
-        wait_for(lambda: None not in proxy.server_info()["worker_pids"], what="a new worker")
+        killed = proxy.server_info()["worker_pids"][0]
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: proxy.server_info()["worker_pids"][0] not in (None, killed),
+                 what="a new worker")
         assert int(proxy.stats()["http.ingress_http.downstream_rq_total"]) == before
-        assert proxy.stats()["server.worker_restarts"] == "1"
+        assert proxy.stats()["server.worker_restarts"] == "1", proxy.log()
     finally:
         proxy.stop()
 

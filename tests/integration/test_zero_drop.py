@@ -122,6 +122,21 @@ def _wait_for_successor(proxy: ProxyProcess, old_pid: int) -> dict:
     raise AssertionError(f"no new process took over:\n{proxy.log()}")
 
 
+def successors(old_pid: int) -> list[int]:
+    """Processes started with ``--hot-restart-from old_pid`` (to stop them whatever happened)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"--hot-restart-from" in args and str(old_pid).encode() in args:
+                found.append(int(entry))
+    return found
+
+
 def _stop_pid(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
@@ -161,6 +176,7 @@ def test_a_binary_upgrade_under_load_drops_nothing(origins, concurrency):
         assert _answer(port, "/echo")[0] == 200
     finally:
         load.stop()
+        leftovers = successors(proxy.pid)
         proxy.stop()
-        if new_pid is not None:
-            _stop_pid(new_pid)
+        for pid in {new_pid, *leftovers} - {None}:
+            _stop_pid(pid)

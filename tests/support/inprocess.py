@@ -23,7 +23,7 @@ def run_with_server(config: dict, scenario) -> None:
         try:
             await scenario(server)
         finally:
-            server.shutdown()
+            await server.shutdown()
 
     try:
         asyncio.run(main())
