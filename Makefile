@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test test-unit test-integration bench bench-lb envoy tools lint clean fuzz
+.PHONY: run test test-unit test-integration bench bench-lb bench-workers envoy tools lint clean fuzz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ tools:
 BENCH_ARGS ?=
 bench: $(VENV)/.envoy tools
 	$(PY) bench/proxy_bench.py --output bench/RESULTS.md $(BENCH_ARGS)
+
+# Every core: --concurrency 1 and 2, Outrider vs Envoy (issue 9).
+bench-workers: $(VENV)/.envoy tools
+	$(PY) bench/workers_bench.py --output bench/RESULTS.md $(BENCH_ARGS)
 
 bench-lb: $(VENV)/.envoy tools
 	$(PY) bench/lb_cost.py
