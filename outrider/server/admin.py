@@ -70,7 +70,7 @@ class AdminServer:
         if path == "/stats/prometheus":
             return 200, "text/plain; version=0.0.4", prometheus_text(await self._merged_stats())
         if path == "/clusters":
-            return 200, _TEXT, self._clusters()
+            return 200, _TEXT, await self._clusters()
         if path == "/drain_listeners":
             self.server.drain_listeners(graceful="graceful" in query)
             return 200, _TEXT, "OK\n"
@@ -128,17 +128,29 @@ class AdminServer:
             return 200, "application/json", json.dumps({"stats": stats}) + "\n"
         return 200, _TEXT, "".join(f"{k}: {values[k]}\n" for k in sorted(values))
 
-    def _clusters(self) -> str:
+    async def _clusters(self) -> str:
+        """Envoy's /clusters lines per host; request counts summed over the workers."""
+        server = self.server
+        await server.workers.collect_stats()  # fresh reports from the workers
+        outcomes = server.workers.host_outcomes()
         lines = []
-        for name, cluster in self.server.cluster_manager.clusters.items():
-            for host in cluster.priority_set.all_hosts:
+        for name, cluster in server.cluster_manager.clusters.items():
+            seen = outcomes.get(name, {})
+            for key, host in cluster.hosts_by_key.items():
+                active, success, error = seen.get(key, (0, 0, 0))
                 prefix = f"{name}::{host.address_string}::"
-                flags = health_flags_string(host.health_flags)
                 lines += [
+                    f"{prefix}rq_active::{active}",
+                    f"{prefix}rq_error::{error}",
+                    f"{prefix}rq_success::{success}",
+                    f"{prefix}rq_total::{active + success + error}",
+                    f"{prefix}hostname::{host.hostname}",
+                    f"{prefix}health_flags::{health_flags_string(host.health_flags)}",
                     f"{prefix}weight::{host.weight}",
+                    f"{prefix}region::{host.locality[0]}",
+                    f"{prefix}zone::{host.locality[1]}",
+                    f"{prefix}sub_zone::{host.locality[2]}",
                     f"{prefix}priority::{host.priority}",
-                    f"{prefix}health_flags::{flags}",
-                    f"{prefix}rq_active::{host.active_requests}",
                 ]
         return "".join(line + "\n" for line in lines)
 

@@ -67,6 +67,9 @@ class InProcessWorkers:
     async def collect_stats(self) -> list[dict]:
         return []  # the worker counts into the server's own store
 
+    def host_outcomes(self) -> dict:
+        return self.worker.host_outcomes()
+
     async def wait_exited(self, deadline: float) -> None:
         await self.worker.finish_drain(deadline)
 
@@ -115,6 +118,7 @@ class WorkerProcesses:
         # Counters of workers that are gone, so that sums never go backwards (a counter that
         # decreases reads as a reset to Prometheus).
         self._retired_counters: dict[str, int] = {}
+        self._retired_hosts: dict = {}
         self._flush_task: asyncio.Task | None = None
 
     @property
@@ -199,6 +203,9 @@ class WorkerProcesses:
         if handle.last_stats is not None:
             for name, value in handle.last_stats["counters"].items():
                 self._retired_counters[name] = self._retired_counters.get(name, 0) + value
+            self._retired_hosts = add_host_outcomes(self._retired_hosts,
+                                                    handle.last_stats.get("hosts", {}),
+                                                    in_flight=False)
             handle.last_stats = None
         for future in (handle.ready, handle.reloaded):
             if future is not None and not future.done():
@@ -284,6 +291,15 @@ class WorkerProcesses:
         snapshots.append({"counters": dict(self._retired_counters), "gauges": {}, "shared": {}})
         return snapshots
 
+    def host_outcomes(self) -> dict:
+        """Per cluster and host: (in flight, successes, errors) over every worker, from their
+        last reports (``collect_stats`` refreshes them)."""
+        merged = self._retired_hosts
+        for handle in self.handles:
+            if handle.last_stats is not None:
+                merged = add_host_outcomes(merged, handle.last_stats.get("hosts", {}))
+        return merged
+
     async def _flush_stats(self) -> None:
         """Ask for every worker's values now and then (Envoy flushes its stats every 5 s), so
         that a worker that crashes takes few counts with it."""
@@ -323,3 +339,15 @@ class WorkerProcesses:
         for handle in self.handles:
             if handle.channel is not None:
                 handle.channel.close()
+
+
+def add_host_outcomes(total: dict, report: dict, in_flight: bool = True) -> dict:
+    """``total`` plus one worker's per-host ``report`` (a new dict); ``in_flight=False`` for a
+    worker that is gone (its requests in flight are not any more)."""
+    merged = {cluster: dict(hosts) for cluster, hosts in total.items()}
+    for cluster, hosts in report.items():
+        into = merged.setdefault(cluster, {})
+        for key, (active, success, error) in hosts.items():
+            a, s, e = into.get(key, (0, 0, 0))
+            into[key] = (a + (active if in_flight else 0), s + success, e + error)
+    return merged

@@ -100,6 +100,11 @@ class Worker:
             self.retired.remove(factory)
             factory.close()
 
+    def host_outcomes(self) -> dict:
+        """{cluster: {host key: (active, successes, errors)}}: what this worker saw."""
+        return {name: cluster.host_outcomes()
+                for name, cluster in self.cluster_manager.clusters.items()}
+
     def apply_update(self, update) -> None:
         """A membership or health event from discovery (the main process)."""
         self.cluster_manager.apply(update)

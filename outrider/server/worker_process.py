@@ -11,7 +11,8 @@ reload applies to the reloaded clusters):
   reload  {bootstrap, addresses, snapshots}          → "reloaded"
   drain   {strategy, drain_time, stop_listening, close_idle}: the process exits when its last
           connection closes, or at the end of the drain time
-  stats   request id                                 → "stats" (id, snapshot)
+  stats   request id                                 → "stats" (id, report): its counters
+          and gauges, and per host its requests in flight, successes and errors
 The listening sockets named by ``addresses`` arrive on the fd channel just before.
 """
 
@@ -76,9 +77,15 @@ class WorkerProcess:
 
     def _on_message(self, kind: str, payload) -> None:
         if kind == "stats":  # answered at once, even while a reload is being applied
-            self.channel.send("stats", (payload, self.stats.snapshot()))
+            self.channel.send("stats", (payload, self._report()))
         else:
             self._inbox.put_nowait((kind, payload))
+
+    def _report(self) -> dict:
+        """Its stats and the outcomes of its requests per host, in one batch."""
+        report = self.stats.snapshot()
+        report["hosts"] = self.worker.host_outcomes() if self.worker is not None else {}
+        return report
 
     def _on_closed(self) -> None:
         log.info("worker %d: main process gone; exiting", self.index)
@@ -135,7 +142,7 @@ class WorkerProcess:
 
     async def _exit_when_drained(self, deadline: float) -> None:
         await self.worker.finish_drain(deadline)
-        self.channel.send("final_stats", self.stats.snapshot())  # what it counted stays counted
+        self.channel.send("final_stats", self._report())  # what it counted stays counted
         await asyncio.sleep(0)  # let the transport write it before the process exits
         self._done.set()
 

@@ -315,7 +315,16 @@ class Cluster:
         stats = self.stats
         stats.upstream_rq_active.value -= 1
         stats.upstream_rq_completed.value += 1
+        if success:
+            host.rq_success += 1
+        else:
+            host.rq_error += 1
         self.lb.on_request_complete(host, rtt, success)
+
+    def host_outcomes(self) -> dict:
+        """Each host's requests in flight, successes and errors in this worker, by key."""
+        return {key: (h.active_requests, h.rq_success, h.rq_error)
+                for key, h in self.hosts_by_key.items()}
 
     def drain(self) -> None:
         """A reload removed or replaced this cluster: requests in flight finish, idle

@@ -32,7 +32,10 @@ class Host:
         "address", "port", "address_string", "weight", "priority", "locality", "locality_weight",
         "hostname", "healthy",
         # Load state, per worker.
-        "active_requests", "created_at", "lb_state", "stats", "last_hc_pass_time",
+        "active_requests", "created_at", "lb_state", "last_hc_pass_time",
+        # Outcomes of the requests this worker sent it (Envoy's per-host rq_success/rq_error),
+        # reported to the main process with the stats: what outlier detection will judge.
+        "rq_success", "rq_error",
     )
 
     def __init__(
@@ -70,7 +73,8 @@ class Host:
         self.last_hc_pass_time: float | None = None
         # Per-policy scratch state (e.g. peak EWMA's latency estimate); owned by the policy.
         self.lb_state: object = None
-        self.stats: object = None
+        self.rq_success = 0
+        self.rq_error = 0
 
     def _describe(self, description: HostDescription) -> None:
         """Take ``description`` and refresh the request path's copies of it."""

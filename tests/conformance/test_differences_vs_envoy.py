@@ -522,3 +522,17 @@ def test_an_edited_config_file(kind, how):
     finally:
         proxy.stop()
         origin.stop()
+
+
+def test_ready_after_drain_listeners(kind):
+    config = bootstrap(free_port(), [{"match": {"prefix": "/"},
+                                      "direct_response": {"status": 200}}], [])
+    proxy = ProxyProcess(config, kind).start()
+    try:
+        assert proxy.admin("/ready") == (200, "LIVE\n")
+        assert proxy.admin("/drain_listeners", method="POST")[0] == 200
+        time.sleep(0.3)
+        expected = (503, "DRAINING\n") if kind == "outrider" else (200, "LIVE\n")
+        assert proxy.admin("/ready") == expected
+    finally:
+        proxy.stop()

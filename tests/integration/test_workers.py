@@ -162,3 +162,29 @@ def test_the_workers_go_with_the_main_process(origins, sig):
         wait_for(lambda: not any(alive(pid) for pid in pids), what="no worker left")
     finally:
         proxy.stop()
+
+
+def _host_counts(proxy) -> dict[str, int]:
+    """/clusters' rq_success and rq_error of cluster ab, summed over its hosts."""
+    _, text = proxy.admin("/clusters")
+    totals = {"rq_success": 0, "rq_error": 0, "rq_active": 0}
+    for line in text.splitlines():
+        parts = line.split("::")
+        if parts[0] == "ab" and parts[2] in totals:
+            totals[parts[2]] += int(parts[3])
+    return totals
+
+
+def test_per_host_outcomes_reach_the_main_process_from_every_worker(proxy, origins):
+    """What outlier detection will judge: each worker reports its requests' outcomes per host,
+    and /clusters (Envoy's lines) shows them summed."""
+    before = _host_counts(proxy)
+    assert fresh_connections(proxy.port, 40) == [200] * 40
+    assert fresh_connections(proxy.port, 10, path="/status/503") == [503] * 10
+    after = _host_counts(proxy)
+    assert after["rq_success"] - before["rq_success"] == 40
+    assert after["rq_error"] - before["rq_error"] == 10
+    assert after["rq_active"] == 0
+    _, text = proxy.admin("/clusters")
+    assert f"ab::127.0.0.1:{origins['a'].port}::health_flags::healthy" in text
+    assert f"ab::127.0.0.1:{origins['b'].port}::weight::1" in text
