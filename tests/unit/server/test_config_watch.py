@@ -4,6 +4,7 @@ its new content once, and events that change nothing report nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -44,16 +45,20 @@ def checks(caplog) -> int:
     return sum("no change to report" in r.getMessage() for r in caplog.records)
 
 
-async def started(path, recorder, caplog) -> ConfigWatcher:
+@contextlib.asynccontextmanager
+async def watching(path, recorder, caplog):
     """A watcher with the file's content marked loaded, once its first check has run (the watch
-    is set up by then)."""
+    is set up by then); closed at the end of the block."""
     caplog.set_level(logging.DEBUG, logger="outrider.config_watch")
     watcher = ConfigWatcher(str(path), recorder)
     with open(path, "rb") as file:
         watcher.mark_loaded(file.read())
     watcher.start()
-    await until(lambda: checks(caplog) >= 1, "the first check")
-    return watcher
+    try:
+        await until(lambda: checks(caplog) >= 1, "the first check")
+        yield watcher
+    finally:
+        await watcher.close()
 
 
 def write(path, content: bytes) -> None:
@@ -66,8 +71,7 @@ def test_in_place_edit_in_two_writes_reports_the_final_content_once(tmp_path, ca
         path = tmp_path / "envoy.yaml"
         write(path, b"old: 1\n")
         recorder = Recorder()
-        watcher = await started(path, recorder, caplog)
-        try:
+        async with watching(path, recorder, caplog):
             with open(path, "r+b") as file:  # an editor saving in place, in two writes
                 file.truncate(0)
                 file.write(b"new: ")
@@ -79,8 +83,6 @@ def test_in_place_edit_in_two_writes_reports_the_final_content_once(tmp_path, ca
             write(path, b"new: 2\n")  # same bytes again: checked, not reported
             await until(lambda: checks(caplog) > marker, "a check of the rewrite")
             assert recorder.calls == [b"new: 2\n"]
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -90,15 +92,12 @@ def test_atomic_move_over_the_file(tmp_path, caplog):
         path = tmp_path / "envoy.yaml"
         write(path, b"old\n")
         recorder = Recorder()
-        watcher = await started(path, recorder, caplog)
-        try:
+        async with watching(path, recorder, caplog):
             for n in (1, 2):  # twice: the watch outlives the replaced directory entry
                 write(tmp_path / ".envoy.yaml.swp", b"new %d\n" % n)
                 os.replace(tmp_path / ".envoy.yaml.swp", path)
                 await until(lambda n=n: len(recorder.calls) == n, f"callback {n}")
             assert recorder.calls == [b"new 1\n", b"new 2\n"]
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -121,8 +120,7 @@ def test_kubernetes_configmap_data_symlink_swap(tmp_path, caplog):
         os.symlink("..2026_12_03_01", tmp_path / "..data")
         os.symlink("..data/envoy.yaml", tmp_path / "envoy.yaml")
         recorder = Recorder()
-        watcher = await started(tmp_path / "envoy.yaml", recorder, caplog)
-        try:
+        async with watching(tmp_path / "envoy.yaml", recorder, caplog):
             k8s_update(tmp_path, "..2026_12_03_02", b"v2\n")
             await until(lambda: len(recorder.calls) == 1, "the first swap")
             marker = checks(caplog)
@@ -131,8 +129,6 @@ def test_kubernetes_configmap_data_symlink_swap(tmp_path, caplog):
             k8s_update(tmp_path, "..2026_12_03_04", b"v3\n")
             await until(lambda: len(recorder.calls) == 2, "the third swap")
             assert recorder.calls == [b"v2\n", b"v3\n"]
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -144,13 +140,10 @@ def test_symlink_target_edited_in_place_elsewhere(tmp_path, caplog):
         write(tmp_path / "real" / "envoy.yaml", b"v1\n")
         os.symlink(tmp_path / "real" / "envoy.yaml", tmp_path / "conf" / "envoy.yaml")
         recorder = Recorder()
-        watcher = await started(tmp_path / "conf" / "envoy.yaml", recorder, caplog)
-        try:
+        async with watching(tmp_path / "conf" / "envoy.yaml", recorder, caplog):
             write(tmp_path / "real" / "envoy.yaml", b"v2\n")
             await until(lambda: recorder.calls, "the callback")
             assert recorder.calls == [b"v2\n"]
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -160,8 +153,7 @@ def test_touch_chmod_and_unrelated_files_report_nothing(tmp_path, caplog):
         path = tmp_path / "envoy.yaml"
         write(path, b"same\n")
         recorder = Recorder()
-        watcher = await started(path, recorder, caplog)
-        try:
+        async with watching(path, recorder, caplog):
             for event in (lambda: os.utime(path), lambda: os.chmod(path, 0o600)):
                 marker = checks(caplog)
                 event()
@@ -173,8 +165,6 @@ def test_touch_chmod_and_unrelated_files_report_nothing(tmp_path, caplog):
                 await asyncio.sleep(0.1)
             assert checks(caplog) == marker
             assert recorder.calls == []
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -184,16 +174,13 @@ def test_delete_then_recreate(tmp_path, caplog):
         path = tmp_path / "envoy.yaml"
         write(path, b"v1\n")
         recorder = Recorder()
-        watcher = await started(path, recorder, caplog)
-        try:
+        async with watching(path, recorder, caplog):
             os.remove(path)
             await asyncio.sleep(0.3)  # missing across a few retries
             write(path, b"v2\n")
             await until(lambda: recorder.calls, "the callback")
             assert recorder.calls == [b"v2\n"]
             assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -205,8 +192,7 @@ def test_missing_for_long_warns_once_and_keeps_watching(tmp_path, caplog, monkey
         path = tmp_path / "envoy.yaml"
         write(path, b"v1\n")
         recorder = Recorder()
-        watcher = await started(path, recorder, caplog)
-        try:
+        async with watching(path, recorder, caplog):
             os.remove(path)
             warnings = lambda: [r for r in caplog.records if r.levelno == logging.WARNING]  # noqa: E731
             await until(warnings, "the warning")
@@ -217,8 +203,6 @@ def test_missing_for_long_warns_once_and_keeps_watching(tmp_path, caplog, monkey
             write(path, b"v2\n")
             await until(lambda: recorder.calls, "the callback")
             assert recorder.calls == [b"v2\n"]
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -228,8 +212,7 @@ def test_burst_of_edits_reports_whole_contents_ending_with_the_last(tmp_path, ca
         path = tmp_path / "envoy.yaml"
         write(path, b"v0\n" * 100)
         recorder = Recorder()
-        watcher = await started(path, recorder, caplog)
-        try:
+        async with watching(path, recorder, caplog):
             versions = [b"v%d\n" % n * 100 for n in range(1, 6)]
             for content in versions:
                 with open(path, "r+b") as file:  # in place, half a file at a time
@@ -247,8 +230,6 @@ def test_burst_of_edits_reports_whole_contents_ending_with_the_last(tmp_path, ca
             assert 1 <= len(burst) <= 2
             assert burst[-1] == versions[-1]
             assert set(burst) <= set(versions)
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -258,8 +239,7 @@ def test_an_exception_in_the_callback_keeps_the_watcher_alive(tmp_path, caplog):
         path = tmp_path / "envoy.yaml"
         write(path, b"v1\n")
         recorder = Recorder(fail_first=True)
-        watcher = await started(path, recorder, caplog)
-        try:
+        async with watching(path, recorder, caplog):
             write(path, b"v2\n")
             await until(lambda: recorder.calls, "the failing callback")
             write(path, b"v3\n")
@@ -267,8 +247,6 @@ def test_an_exception_in_the_callback_keeps_the_watcher_alive(tmp_path, caplog):
             assert recorder.calls == [b"v2\n", b"v3\n"]
             errors = [r for r in caplog.records if r.levelno == logging.ERROR]
             assert len(errors) == 1 and errors[0].exc_info
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
@@ -289,8 +267,7 @@ def test_calls_never_overlap_and_changes_during_one_are_coalesced(tmp_path, capl
             await release.wait()
             running -= 1
 
-        watcher = await started(path, slow, caplog)
-        try:
+        async with watching(path, slow, caplog):
             write(path, b"v2\n")
             await until(lambda: calls, "the first call")
             for n in (3, 4, 5):  # while v2 is being handled
@@ -300,8 +277,6 @@ def test_calls_never_overlap_and_changes_during_one_are_coalesced(tmp_path, capl
             await until(lambda: len(calls) == 2, "the follow-up call")
             assert calls == [b"v2\n", b"v5\n"]
             assert most == 1
-        finally:
-            await watcher.close()
 
     uvloop.run(scenario())
 
