@@ -5,7 +5,7 @@ Startup follows Envoy's order: clusters first (DNS clusters warm with their firs
 then listeners, then the admin listener. With ``--concurrency 1`` the server's own loop is the
 one worker (``supervisor.InProcessWorkers``); with N it supervises N worker processes
 (``supervisor.WorkerProcesses``) and keeps a cluster manager of its own that does discovery
-and pushes membership to them. Which process owns which state: docs/architecture.md.
+and pushes membership to them. Which process owns which state: docs/operations.md.
 
 Signals: SIGTERM and SIGINT drain and exit (a second one exits at once); SIGHUP reloads the
 config; SIGUSR2 starts a new Outrider that takes over the listeners (``server/hot_restart.py``);
@@ -117,8 +117,12 @@ class Server:
             inherited = hot_restart.take_over(self.options.hot_restart_from,
                                               self.options.base_id)
             self.hot_restart_epoch = inherited.epoch + 1
-            for where, socks in inherited.listeners.items():
-                self.sockets.adopt(where, socks)
+            try:
+                for where, socks in inherited.listeners.items():
+                    self.sockets.adopt(where, socks)
+            except OSError as error:
+                raise StartupError(f"cannot use the inherited sockets: "
+                                   f"{error.strerror or error}") from error
             log.warning("hot restart: took over %d listening address(es) from pid %d (epoch %d)",
                      len(inherited.listeners), self.options.hot_restart_from,
                      self.hot_restart_epoch)
@@ -201,15 +205,6 @@ class Server:
             except OSError as error:
                 raise StartupError(f"cannot bind listener '{name}' to {where}: "
                                    f"{error.strerror or error}") from error
-
-    def listener_ports(self) -> dict[str, int]:
-        """Each listener's bound port, by name (for tests and the admin page)."""
-        ports = {}
-        for name, where in self._listener_addresses(self.bootstrap.static_resources.listeners):
-            socks = self.sockets.by_address.get(where)
-            if socks:
-                ports[name] = socks[0].getsockname()[1]
-        return ports
 
     async def _start_admin(self, loop, inherited) -> None:
         sock_address = self.bootstrap.admin.address.socket_address

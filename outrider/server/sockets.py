@@ -105,7 +105,3 @@ class ListenerSockets:
 
     def close(self) -> None:
         self.retain(set())
-
-
-def bound_port(sock: socket.socket) -> int:
-    return sock.getsockname()[1]
