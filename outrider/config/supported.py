@@ -229,7 +229,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
         "cluster", "weighted_clusters", "cluster_header", "cluster_not_found_response_code",
         "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout", "idle_timeout",
         "hash_policy", "host_rewrite_header", "host_rewrite_path_regex", "auto_host_rewrite",
-        "append_x_forwarded_host"),
+        "append_x_forwarded_host", "priority"),
     _ROUTE + "WeightedCluster": {
         "clusters": OK,
         "total_weight": inert("deprecated; Envoy 1.40 uses the sum of the weights as well"),
@@ -258,7 +258,7 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
             "dns_refresh_rate", "dns_lookup_family",
             "max_requests_per_connection", "common_lb_config", "least_request_lb_config",
             "round_robin_lb_config", "ring_hash_lb_config", "maglev_lb_config",
-            "load_balancing_policy"),
+            "load_balancing_policy", "circuit_breakers"),
         "type": only("STATIC", "STRICT_DNS", "LOGICAL_DNS"),
         "respect_dns_ttl": ignored("the system resolver reports no TTL; dns_refresh_rate "
                                    "is used"),
@@ -266,6 +266,15 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
                           "LOAD_BALANCING_POLICY_CONFIG"),
         "typed_extension_protocol_options": extension("upstream_protocol_options"),
     },
+    # Thresholds per routing priority; counts per worker process (docs/architecture.md).
+    # max_retries and retry_budget bound retries, which are inert until retry_policy is
+    # implemented (as in Envoy without a retry policy).
+    "envoy.config.cluster.v3.CircuitBreakers": fields("thresholds"),
+    "envoy.config.cluster.v3.CircuitBreakers.Thresholds": fields(
+        "priority", "max_connections", "max_pending_requests", "max_requests", "max_retries",
+        "retry_budget", "track_remaining"),
+    "envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget": fields(
+        "budget_percent", "min_retry_concurrency"),
     _EP + "ClusterLoadAssignment": fields("cluster_name", "endpoints", "policy"),
     _EP + "ClusterLoadAssignment.Policy": fields("overprovisioning_factor"),
     _EP + "LocalityLbEndpoints": fields(

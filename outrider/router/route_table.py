@@ -152,6 +152,7 @@ class RouteEntry:
         self.upgrade_configs: list[Any] = []
         self.typed_per_filter_config: dict[str, Any] = {}
         self.per_request_buffer_limit_bytes: int | None = None
+        self.priority = 0  # RoutingPriority: which circuit breakers and pools (0 DEFAULT, 1 HIGH)
         self._path: PathMatcher = PathMatcher("prefix", "")
         self._conditions: Callable[[Any, int], bool] | None = None
         self._request_mutations: tuple[HeaderMutation, ...] = ()
@@ -525,6 +526,7 @@ def _compile_route_action(entry: RouteEntry, action: Any, vhost: VirtualHost, ta
             entry.random_value_header = weighted.header_name.lower()
     entry.cluster_not_found_response_code = _CLUSTER_NOT_FOUND_CODES[
         action.cluster_not_found_response_code]
+    entry.priority = action.priority
 
     timeout = _ms(action.timeout) / 1000 if action.HasField("timeout") else DEFAULT_ROUTE_TIMEOUT
     entry.timeout = timeout or None

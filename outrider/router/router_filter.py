@@ -148,7 +148,7 @@ class RouterFilter:
                 headers.set("x-envoy-expected-rq-timeout-ms", value)
             else:  # the header rules stripped any the client sent
                 headers.add("x-envoy-expected-rq-timeout-ms", value)
-        self.upstream = UpstreamRequest(self, cluster, host)
+        self.upstream = UpstreamRequest(self, cluster, host, route.priority)
         self.upstream.start(end_stream)
         if end_stream:
             self._on_request_done()

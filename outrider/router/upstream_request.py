@@ -15,12 +15,12 @@ class UpstreamRequest:
         "_holding_downstream", "_read_disabled",
     )
 
-    def __init__(self, router, cluster, host) -> None:
+    def __init__(self, router, cluster, host, priority: int = 0) -> None:
         self.router = router
         self.downstream = router.stream.cm.connection
         self.cluster = cluster
         self.host = host
-        self.pool = cluster.pool_for(host)
+        self.pool = cluster.pool_for(host, priority)  # the route's (circuit breakers, pool)
         self.client = None
         self.request_done = False
         self.buffer: list[bytes] = []  # body bytes that came before the connection

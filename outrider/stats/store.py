@@ -49,6 +49,9 @@ class StatsStore:
     def __init__(self) -> None:
         self._counters: dict[str, Counter] = {}
         self._gauges: dict[str, Gauge] = {}
+        # Gauges computed when read rather than on every change, by key (a component that is
+        # replaced, by a reload say, replaces its refresher).
+        self._refreshers: dict[str, object] = {}
 
     def counter(self, name: str) -> Counter:
         stat = self._counters.get(name)
@@ -69,10 +72,25 @@ class StatsStore:
         return self._counters
 
     def gauges(self) -> dict[str, Gauge]:
+        self.refresh()
         return self._gauges
+
+    def set_refresher(self, key: str, refresh) -> None:
+        """``refresh()`` brings some gauges up to date before the store is read."""
+        self._refreshers[key] = refresh
+
+    def drop_refresher(self, key: str, refresh) -> None:
+        """Forget ``refresh`` (its component is gone), unless a successor took ``key`` since."""
+        if self._refreshers.get(key) == refresh:
+            del self._refreshers[key]
+
+    def refresh(self) -> None:
+        for refresh in self._refreshers.values():
+            refresh()
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """A worker's values for the main process to add up (``merge``)."""
+        self.refresh()
         gauges = self._gauges.values()
         return {
             "counters": {name: c.value for name, c in self._counters.items()},
@@ -84,6 +102,7 @@ class StatsStore:
         """This process's values plus the workers' ``snapshots``: counters and gauges summed;
         a shared gauge as this process has it, or else as the first worker reports it (the
         same fact in each: a balancer's table size)."""
+        self.refresh()
         counters = {name: c.value for name, c in self._counters.items()}
         gauges = {name: g.value for name, g in self._gauges.items()}
         for snapshot in snapshots:

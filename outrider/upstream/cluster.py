@@ -32,7 +32,12 @@ from outrider.upstream.membership import (
     LogicalAddressUpdate,
     MembershipUpdate,
 )
-from outrider.upstream.resource_manager import ResourceManager
+from outrider.upstream.resource_manager import (
+    PRIORITY_NAMES,
+    ResourceManager,
+    Thresholds,
+    thresholds_by_priority,
+)
 
 log = logging.getLogger("outrider.upstream")
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -105,6 +110,8 @@ class ClusterSettings:
     dns_refresh_rate: float
     dns_lookup_family: str
     proto: cluster_pb2.Cluster
+    # Circuit-breaker thresholds at the DEFAULT and HIGH routing priorities.
+    circuit_breakers: tuple[Thresholds, Thresholds] = (Thresholds(), Thresholds())
 
     @classmethod
     def from_proto(cls, cluster: cluster_pb2.Cluster) -> ClusterSettings:
@@ -147,6 +154,7 @@ class ClusterSettings:
             dns_refresh_rate=seconds(cluster, "dns_refresh_rate", 5.0) or 5.0,
             dns_lookup_family=cluster_pb2.Cluster.DnsLookupFamily.Name(cluster.dns_lookup_family),
             proto=cluster,
+            circuit_breakers=thresholds_by_priority(cluster.circuit_breakers),
         )
 
 
@@ -191,8 +199,12 @@ class Cluster:
         self.priority_set = PrioritySet()
         # The same hosts as the PrioritySet, by key, in the order the updates gave them.
         self.hosts_by_key: dict[HostKey, Host] = {}
-        self.pools: dict[tuple[str, int], Http1ConnPool] = {}
-        self.resources = ResourceManager()  # Envoy's default thresholds (configurable: later)
+        # One pool per host and routing priority, as Envoy's; each priority has its own limits.
+        self.pools: dict[tuple[str, int, int], Http1ConnPool] = {}
+        self.resources = tuple(
+            ResourceManager(thresholds,
+                            scope.scope(f"circuit_breakers.{name}") if serving else None)
+            for thresholds, name in zip(settings.circuit_breakers, PRIORITY_NAMES, strict=True))
         # The main process's copy of a cluster (``serving=False``, with worker processes)
         # tracks membership and health only: no balancer, no pools.
         self.lb = create_load_balancer(
@@ -229,9 +241,10 @@ class Cluster:
             if gone is None:
                 continue
             changed = True
-            pool = self.pools.pop((gone.address, gone.port), None)
-            if pool is not None:
-                pool.drain()
+            for priority in range(len(PRIORITY_NAMES)):
+                pool = self.pools.pop((gone.address, gone.port, priority), None)
+                if pool is not None:
+                    pool.drain()
         created_at = 0.0 if update.initial else time.monotonic()
         for state in update.added:
             key = state.description.key
@@ -273,11 +286,13 @@ class Cluster:
         [host] = hosts.values()
         if host.address == update.address:
             return
-        pool = self.pools.pop((host.address, host.port), None)
+        moved = {priority: self.pools.pop((host.address, host.port, priority), None)
+                 for priority in range(len(PRIORITY_NAMES))}
         host.update_description(replace(host.description, address=update.address))
         self.hosts_by_key = {host.description.key: host}
-        if pool is not None:
-            self.pools[(host.address, host.port)] = pool
+        for priority, pool in moved.items():
+            if pool is not None:
+                self.pools[(host.address, host.port, priority)] = pool
 
     def _set_health(self, host: Host, flags: HealthFlag) -> bool:
         """Set ``host``'s flags; a cleared active health check failure is a pass (slow start
@@ -297,12 +312,13 @@ class Cluster:
     def choose_host(self, context) -> Host | None:
         return self.lb.choose_host(context)
 
-    def pool_for(self, host: Host) -> Http1ConnPool:
-        key = (host.address, host.port)
+    def pool_for(self, host: Host, priority: int = 0) -> Http1ConnPool:
+        """The pool for ``host`` at a routing ``priority`` (a route's; 0 is DEFAULT)."""
+        key = (host.address, host.port, priority)
         pool = self.pools.get(key)
         if pool is None:
             pool = self.pools[key] = Http1ConnPool(host, self.settings.upstream, self.stats,
-                                                  self.loop, self.resources)
+                                                  self.loop, self.resources[priority])
         return pool
 
     def on_request_start(self) -> None:
@@ -331,6 +347,8 @@ class Cluster:
         connections close, and nothing new comes (the cluster manager no longer names it)."""
         for pool in self.pools.values():
             pool.drain()
+        for resources in self.resources:
+            resources.close()
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -16,8 +16,10 @@ Rows covered elsewhere, or not through sockets:
   an exception in the proxy's own    not here: no input makes either proxy fail on purpose
     code                             (Envoy's column is a crash); tests/integration/
                                      test_internal_errors.py injects one into Outrider
-  circuit-breaker counts with        not here: thresholds are not configurable yet, and the
-    --concurrency N                  default 1,024 per worker is not reached by a test
+  circuit-breaker counts with        not here: which worker accepts a connection is the
+    --concurrency N                  kernel's choice, so a request count per worker cannot be
+                                     set up through sockets; one process's thresholds are
+                                     compared in test_circuit_breakers_vs_envoy.py
   hot restart                        not comparable through one input (Envoy's needs its
                                      hot-restarter and shared memory); Outrider's in
                                      tests/integration/test_zero_drop.py and test_hot_restart.py

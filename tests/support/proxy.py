@@ -95,6 +95,11 @@ def envoy_binary() -> str | None:
     return here if os.path.exists(here) else shutil.which("envoy")
 
 
+# The directories of every proxy started by this test run (tests/conftest.py makes sure that
+# no process running on one of them outlives the run).
+STARTED_DIRS: list[str] = []
+
+
 class ProxyProcess:
     def __init__(self, config: dict, kind: str = "outrider", extra_args: tuple = ()) -> None:
         self.config = config
@@ -103,6 +108,7 @@ class ProxyProcess:
         self.port = listener["address"]["socket_address"]["port_value"]
         self.admin_port = config["admin"]["address"]["socket_address"]["port_value"]
         self.dir = tempfile.mkdtemp(prefix=f"{kind}-")
+        STARTED_DIRS.append(self.dir)
         self.path = os.path.join(self.dir, "envoy.yaml")
         with open(self.path, "w") as f:
             yaml.safe_dump(config, f, sort_keys=False)

@@ -45,13 +45,13 @@ def test_good_config_has_no_issues(write):
 
 def test_unimplemented_field_reported_with_path_and_line(write):
     text = edit(BASE_YAML, "    type: STATIC\n",
-                "    type: STATIC\n    circuit_breakers:\n      thresholds: [{max_connections: 1}]\n")
+                "    type: STATIC\n    outlier_detection:\n      consecutive_5xx: 3\n")
     issue = only_issue(issues_of(write, text))
     assert issue.severity == "error"
-    assert issue.field_path == "static_resources.clusters[0].circuit_breakers"
-    assert issue.line == line_containing(text, "circuit_breakers")
+    assert issue.field_path == "static_resources.clusters[0].outlier_detection"
+    assert issue.line == line_containing(text, "outlier_detection")
     assert str(issue) == (f"{issue.path}:{issue.line}: error: static_resources.clusters[0]."
-                          "circuit_breakers: not implemented by Outrider yet (it would be ignored)")
+                          "outlier_detection: not implemented by Outrider yet (it would be ignored)")
 
 
 def test_unimplemented_field_inside_typed_config(write):

@@ -113,10 +113,10 @@ def test_assign_counts_the_request_and_sends_its_head(up):
     request = up.start()
     client = request.client
     assert (client.request, client.requests_served) == (request, 1)
-    assert up.cluster.resources.requests.count == 1
+    assert up.cluster.resources[0].requests.count == 1
     assert client.transport.writes == [b"GET / HTTP/1.1\r\nhost: h\r\n\r\n"]
     client.data_received(OK_EMPTY)
-    assert up.cluster.resources.requests.count == 0  # the request left the connection
+    assert up.cluster.resources[0].requests.count == 0  # the request left the connection
 
 
 def test_response_is_relayed_and_the_connection_released(up):
@@ -162,7 +162,7 @@ def test_garbage_is_a_protocol_error_and_aborts(up):
     client.data_received(b"SSH-2.0-OpenSSH\r\n\r\n")
     assert request.router.events == [("reset", "protocol error", "UPE", 502)]
     assert up.discarded(client)
-    assert up.cluster.resources.requests.count == 0
+    assert up.cluster.resources[0].requests.count == 0
 
 
 def test_the_clusters_max_response_headers_kb_bounds_the_response_head():

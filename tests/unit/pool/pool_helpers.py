@@ -159,7 +159,7 @@ class PoolFixture:
         self.cluster = Cluster(cluster_settings(**settings), self.store.scope("cluster.c"),
                                self.loop)
         [self.host] = self.cluster.priority_set.all_hosts
-        self.resources = self.cluster.resources
+        self.resources = self.cluster.resources[0]  # the DEFAULT priority
         self.pool = self.cluster.pool_for(self.host)
 
     def request(self, name: str = "r", method: str = "GET", headers=(),

@@ -271,7 +271,7 @@ def test_apply_membership_drains_the_pools_of_hosts_that_leave():
         pool.close_all = lambda name=name: calls.append((name, "close_all"))
     cluster.apply(membership.replace([state("10.0.0.1")]))
     assert calls == [("leaving", "drain")]
-    assert cluster.pools == {("10.0.0.1", 80): staying_pool}
+    assert cluster.pools == {("10.0.0.1", 80, 0): staying_pool}
     assert cluster.priority_set.all_hosts == [staying]
     assert cluster.pool_for(Host("10.0.0.2", 80)) is not leaving_pool
 
@@ -365,7 +365,7 @@ def test_logical_address_update_keeps_the_host_and_moves_its_pool():
     assert cluster.priority_set.all_hosts == [host] and notified == []
     assert (host.address_string, host.hostname, host.active_requests) == (
         "10.0.0.7:80", "svc.test", 2)
-    assert cluster.pools == {("10.0.0.7", 80): pool}
+    assert cluster.pools == {("10.0.0.7", 80, 0): pool}
     assert list(cluster.hosts_by_key) == [("10.0.0.7", 80, 0)]
     # Later events name the host by its new key.
     cluster.apply(membership.set_health(("10.0.0.7", 80, 0), HealthFlag.FAILED_ACTIVE_HC, True))
@@ -578,7 +578,7 @@ def test_logical_dns_change_moves_new_connections_and_keeps_the_pool():
             assert cluster.priority_set.all_hosts == [host]
             assert host.address_string == "10.0.0.7:8080"
             assert cluster.pool_for(host) is pool and pool.host is host
-            assert cluster.pools == {("10.0.0.7", 8080): pool}
+            assert cluster.pools == {("10.0.0.7", 8080, 0): pool}
         finally:
             manager.shutdown()
 
