@@ -52,6 +52,7 @@ class AdminServer:
         if self._asyncio_server is not None:
             self._asyncio_server.close()
             self._asyncio_server = None
+        self.socket = None  # handed over (or closing): never handed over again
 
     # -- handlers: (method, path, query) -> (status, content_type, body) -----------------------
 

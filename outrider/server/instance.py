@@ -42,6 +42,10 @@ class StartupError(Exception):
     """The server cannot start (a listener cannot bind); the message names what and why."""
 
 
+class _Abandoned(Exception):
+    """A reload given up half way (the server began to drain): the process is leaving."""
+
+
 @dataclass
 class ServerOptions:
     config_path: str = ""
@@ -248,14 +252,18 @@ class Server:
         self._stop_requested = True
         if not self._started:
             log.warning("still starting: draining once started (again to exit at once)")
-        elif self._exiting:  # handing over to a successor: that drain goes on
-            log.warning("already draining (again to exit at once)")
+        elif self._exiting:  # draining already (a handover, say): hurry it up
+            log.warning("already draining: closing every connection after its response "
+                        "(again to exit at once)")
+            self.workers.start_drain(IMMEDIATE, self.options.drain_time, stop_listening=True,
+                                     close_idle=True)
         else:
             self.stop()
 
     def _on_sighup(self, sig: signal.Signals) -> None:
-        if not self._started:
-            log.warning("caught %s: ignored while starting", sig.name)
+        if not self._started or self._draining:
+            log.warning("caught %s: ignored while %s", sig.name,
+                        "draining" if self._draining else "starting")
             return
         log.warning("caught %s: reloading the config", sig.name)
         asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
@@ -308,7 +316,9 @@ class Server:
             changes = diff(self.bootstrap, new)
             try:
                 await self._apply(new)
-            except (OSError, ValueError) as error:
+                if self._draining:  # a drain began while it resolved DNS or reached workers
+                    raise _Abandoned("a drain began meanwhile")
+            except (OSError, ValueError, _Abandoned) as error:
                 self.server_stats["config_reload_failed"].inc()
                 self.last_reload = ReloadRecord(False, f"not applied ({reason})", [str(error)])
                 log.error("reload (%s): cannot apply: %s; the running configuration keeps "
@@ -335,6 +345,8 @@ class Server:
         if self.concurrency > 1:
             await self.cluster_manager.reconfigure(
                 [ClusterSettings.from_proto(c) for c in new.static_resources.clusters])
+            if self._draining:
+                raise _Abandoned("a drain began meanwhile")
         await self.workers.apply(new, self.cluster_manager)
         self.sockets.retain(wanted)
 
@@ -417,6 +429,9 @@ class Server:
         """SIGUSR2: start a new Outrider with the same command line; it takes the listening
         sockets, and once it serves, this one drains and exits. If it fails to start, this
         one keeps serving."""
+        if self._exiting:
+            log.warning("not starting a successor: this process is draining")
+            return
         if self._successor is not None and self._successor.running():
             log.warning("an upgrade is already under way (pid %d)", self._successor.pid)
             return
@@ -437,6 +452,9 @@ class Server:
         """The successor serves: drain and exit (the sockets stay open in the successor)."""
         log.warning("hot restart: the new process serves; draining")
         self._exiting = self._draining = True
+        if self._handoff is not None:
+            self._handoff.close()  # one successor per generation
+            self._handoff = None
         if self._watcher is not None:
             self._watcher.stop()  # the new process reloads from here on
             self._watcher = None

@@ -23,7 +23,7 @@ from outrider.http.conn_manager_config import ConnectionManagerConfig
 from outrider.net.downstream import DownstreamConnection
 from outrider.router.router_filter import RouterConfig, RouterFilter
 from outrider.server.drain import DrainManager
-from outrider.server.sockets import ListenAddress, bind_listening_socket
+from outrider.server.sockets import ListenAddress
 from outrider.stats.store import StatsStore, StatsStruct
 
 DEFAULT_BUFFER_LIMIT = 1024 * 1024
@@ -101,14 +101,11 @@ class ListenerFactory:
         """A reload changed this listener but not its address: new requests use the new config."""
         self._configure(listener)
 
-    async def start(self, sock: socket.socket | None = None) -> None:
-        """Accept on ``sock`` (owned by the supervising process), or on a socket bound here."""
-        if sock is None:
-            sock = bind_listening_socket(self.listen_address)
-        else:
-            # This process's own descriptor for the shared socket: closing it on drain leaves
-            # the socket (and its accept queue) to the other holders.
-            sock = sock.dup()
+    async def start(self, sock: socket.socket) -> None:
+        """Accept on ``sock``, owned by the main process (``server/sockets.py``)."""
+        # This process's own descriptor for the shared socket: closing it on drain leaves the
+        # socket (and its accept queue) to the other holders.
+        sock = sock.dup()
         port = sock.getsockname()[1]
         if port != self.port or self.stats is None:
             self.port = port

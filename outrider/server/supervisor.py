@@ -25,6 +25,7 @@ log = logging.getLogger("outrider")
 READY_TIMEOUT = 30.0
 STATS_TIMEOUT = 2.0
 STATS_FLUSH_INTERVAL = 5.0
+RELOAD_TIMEOUT = 10.0
 # A worker that dies within this long of its start is restarted after a pause, not at once:
 # a crash at startup must not become a fork loop.
 CRASH_LOOP_WINDOW = 2.0
@@ -222,7 +223,9 @@ class WorkerProcesses:
         self.worker_restarts.inc()
         if time.monotonic() - handle.started_at < CRASH_LOOP_WINDOW:
             await asyncio.sleep(CRASH_LOOP_PAUSE)
-        if not self._stopping:
+        if self._stopping:  # a drain began during the pause: as if it died draining
+            self.sockets.close_slot(handle.index)
+        else:
             try:
                 await self._spawn(handle)
             except (RuntimeError, ConnectionError, OSError) as error:
@@ -255,11 +258,18 @@ class WorkerProcesses:
             handle.channel.send("reload", {"bootstrap": self._bootstrap, "addresses": addresses,
                                            "snapshots": discovery.snapshots()})
             waits.append(handle.reloaded)
-        results = await asyncio.gather(*waits, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
+        if not waits:
+            return
+        done, pending = await asyncio.wait(waits, timeout=RELOAD_TIMEOUT)
+        for future in done:
+            if future.exception() is not None:
                 log.warning("reload: a worker exited while applying it (%s); its successor "
-                            "starts on the new config", result)
+                            "starts on the new config", future.exception())
+        if pending:
+            # A stuck worker must not hold every later reload back; it applies this one
+            # when it runs again (its channel delivers in order).
+            log.warning("reload: %d worker(s) did not confirm within %ss", len(pending),
+                        RELOAD_TIMEOUT)
 
     def start_drain(self, strategy: str, drain_time: float, stop_listening: bool,
                     close_idle: bool) -> None:

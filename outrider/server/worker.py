@@ -38,6 +38,7 @@ class Worker:
         self.listeners: dict[str, ListenerFactory] = {}
         # Listeners a reload removed or moved: they drain until their connections are gone.
         self.retired: list[ListenerFactory] = []
+        self.draining = False  # a drain began: no listener starts any more
         self.drain_strategy = "gradual"
         self.drain_time = 600.0
 
@@ -56,9 +57,16 @@ class Worker:
             await self._add_listener(listener, sockets)
 
     async def _add_listener(self, listener, sockets: dict[ListenAddress, socket.socket]) -> None:
+        sock = sockets.get(listen_address(listener))
+        if sock is None or sock.fileno() == -1 or self.draining:
+            # The main process owns every listening socket; none (closed by a drain that began
+            # meanwhile) means this listener is not to be served.
+            log.warning("worker %d: listener '%s' not started: %s", self.index, listener.name,
+                        "draining" if self.draining else "no socket")
+            return
         factory = ListenerFactory(listener, self.cluster_manager, self.stats, self.loop,
                                   self.index)
-        await factory.start(sockets.get(listen_address(listener)))
+        await factory.start(sock)
         self.listeners[listener.name] = factory
         log.debug("worker %d: listener '%s' on %s", self.index, listener.name,
                   factory.bound_address)
@@ -118,6 +126,7 @@ class Worker:
                     close_idle: bool) -> None:
         """Drain every listener; ``stop_listening`` now, or else at the end of the drain time
         (Envoy's graceful ``/drain_listeners``)."""
+        self.draining = True
         for factory in self.all_listeners():
             if stop_listening:
                 factory.stop_listening()

@@ -89,18 +89,28 @@ class ClusterManager:
         Without discovery there is nothing to start: updates arrive through ``apply``."""
         if not self.discovery:
             return
-        await self._warm(list(self.clusters.values()))
+        await self._warm(list(self.clusters.values()), self.memberships)
+        self._start_refreshing(list(self.clusters.values()))
 
-    async def _warm(self, clusters: list[Cluster]) -> None:
-        """First resolution of DNS clusters, applied to them directly (nobody else knows them
-        yet: a reload sends their snapshots with the new config), then their refresh loops."""
+    async def _warm(self, clusters: list[Cluster],
+                    memberships: dict[str, ClusterMembership]) -> None:
+        """First resolution of DNS clusters into their ``memberships``, applied to them
+        directly (nobody else knows them yet: a reload sends their snapshots with the new
+        config)."""
         dns = [c for c in clusters if c.settings.type in _DNS_TYPES]
-        for cluster, update in zip(dns, await asyncio.gather(*(self._resolve(c) for c in dns)),
-                                   strict=True):
+        updates = await asyncio.gather(*(self._resolve(c, memberships[c.name]) for c in dns))
+        for cluster, update in zip(dns, updates, strict=True):
             if update is not None:
                 cluster.apply(update)
-        for cluster in dns:
-            self._dns_tasks[cluster.name] = self.loop.create_task(self._refresh_loop(cluster))
+
+    def _start_refreshing(self, clusters: list[Cluster]) -> None:
+        for cluster in clusters:
+            if cluster.settings.type in _DNS_TYPES:
+                task = self._dns_tasks.pop(cluster.name, None)
+                if task is not None:
+                    task.cancel()
+                self._dns_tasks[cluster.name] = self.loop.create_task(
+                    self._refresh_loop(cluster))
 
     async def reconfigure(self, settings: list[ClusterSettings]) -> None:
         """A reload: clusters whose config is unchanged stay as they are (pools, balancer
@@ -117,12 +127,12 @@ class ClusterManager:
                 clusters[s.name] = cluster = self._new_cluster(s)
                 fresh.append(cluster)
         if self.discovery:
-            for cluster in fresh:
-                task = self._dns_tasks.pop(cluster.name, None)
-                if task is not None:
-                    task.cancel()
-                self.memberships[cluster.name] = _membership_for(cluster.settings)
-            await self._warm(fresh)
+            # Warmed before anything can see them: until the swap below, a worker that starts
+            # gets the old config and the old memberships, which agree.
+            memberships = {c.name: _membership_for(c.settings) for c in fresh}
+            await self._warm(fresh, memberships)
+            self.memberships.update(memberships)
+            self._start_refreshing(fresh)
         retired = [c for name, c in self.clusters.items() if clusters.get(name) is not c]
         self.clusters = clusters
         for name in [n for n in self.memberships if n not in clusters]:
@@ -146,10 +156,12 @@ class ClusterManager:
             if update is not None:
                 self.publish(update)
 
-    async def _resolve(self, cluster: Cluster) -> ClusterUpdate | None:
+    async def _resolve(self, cluster: Cluster,
+                       membership: ClusterMembership | None = None) -> ClusterUpdate | None:
         """Resolve the cluster's names; the change to its membership, if any."""
         cluster.stats.update_attempt.inc()
-        membership = self.memberships[cluster.name]
+        if membership is None:
+            membership = self.memberships[cluster.name]
         states: list[HostState] = []
         family = cluster.settings.dns_lookup_family
         logical = cluster.settings.type == "LOGICAL_DNS"

@@ -9,12 +9,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 import yaml
 
 from tests.integration.test_zero_drop import _answer, _config, _stop_pid, successors
+from tests.support.client import RawClient, build
 from tests.support.marks import outrider_only
 from tests.support.proxy import ProxyProcess, free_port
 
@@ -195,4 +197,43 @@ def test_an_upgrade_with_more_sockets_than_one_message_carries(origins):
         leftovers = successors(proxy.pid)
         proxy.stop()
         for pid in {new_pid, *leftovers} - {None}:
+            _stop_pid(pid)
+
+
+def test_a_draining_old_process_starts_no_second_successor_and_hurries_on_sigterm(origins):
+    """After a handover, the old process drains: it hands its sockets to nobody else (a
+    second generation would bind next to the first), and a SIGTERM makes it close its
+    remaining keep-alive connections rather than wait out the drain time."""
+    port, admin = free_port(), free_port()
+    proxy = ProxyProcess(_config(origins, port, admin),
+                         extra_args=("--drain-time-s", "60", "--no-watch-config")).start()
+    client = RawClient(port)
+    try:
+        assert client.exchange(build("GET", "/echo")).status == 200  # kept open, idle
+        old_pid = proxy.pid
+        proxy.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 20
+        while "the new process serves; draining" not in proxy.log():
+            assert time.monotonic() < deadline, proxy.log()
+            time.sleep(0.05)
+        assert proxy.proc.poll() is None  # the idle connection keeps it draining
+        proxy.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 5
+        while "not starting a successor: this process is draining" not in proxy.log():
+            assert time.monotonic() < deadline, proxy.log()
+            time.sleep(0.05)
+        third = subprocess.run(
+            [sys.executable, "-m", "outrider", "-c", proxy.path, "--hot-restart-from",
+             str(old_pid), "--concurrency", "1"], capture_output=True, text=True, timeout=30)
+        assert third.returncode == 1 and "no Outrider to take over from" in third.stderr
+        started = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert proxy.proc.wait(10) == 0
+        assert time.monotonic() - started < 3
+        assert client.is_closed()
+    finally:
+        client.close()
+        leftovers = successors(proxy.pid)
+        proxy.stop()
+        for pid in leftovers:
             _stop_pid(pid)

@@ -125,3 +125,21 @@ def test_a_balancers_gauges_are_one_workers_not_a_sum(origins):
     finally:
         one.stop()
         two.stop()
+
+
+def test_a_worker_that_died_just_before_a_graceful_drain_leaves_no_connection_hanging(origins):
+    proxy = ProxyProcess(_config(origins), extra_args=(*WORKERS, "--drain-time-s", "30")).start()
+    try:
+        os.kill(proxy.server_info()["worker_pids"][0], signal.SIGKILL)  # young: restart waits 1 s
+        time.sleep(0.3)
+        assert proxy.admin("/drain_listeners?graceful", method="POST")[0] == 200
+        time.sleep(1.5)  # the restart pause is over: no restart while draining
+        assert proxy.server_info()["worker_pids"][0] is None
+        for _ in range(20):
+            client = RawClient(proxy.port, timeout=3)
+            try:
+                assert client.exchange(build("GET", "/echo")).status == 200
+            finally:
+                client.close()
+    finally:
+        proxy.stop()
