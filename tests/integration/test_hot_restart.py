@@ -22,6 +22,24 @@ from tests.support.proxy import ProxyProcess, free_port
 
 pytestmark = outrider_only
 
+
+def _pid_serving_admin(proxy: ProxyProcess, deadline: float = 20.0) -> int:
+    """The main process answering the admin port now (the successor, once the old is gone)."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return proxy.server_info()["pid"]
+        except OSError:
+            assert time.monotonic() < end, proxy.log()[-3000:]
+            time.sleep(0.05)
+
+
+def _stop_with_successors(proxy: ProxyProcess) -> None:
+    leftovers = successors(proxy.pid)
+    proxy.stop()
+    for pid in leftovers:
+        _stop_pid(pid)
+
 def test_a_failed_upgrade_leaves_the_old_process_serving(origins):
     port, admin_port = free_port(), free_port()
     proxy = ProxyProcess(_config(origins, port, admin_port),
@@ -144,7 +162,6 @@ def test_an_upgrade_to_a_config_without_a_listener_or_with_another_admin_address
     kept, dropped, admin, new_admin = (free_port() for _ in range(4))
     config = _listeners(_config(origins, kept, admin), [kept, dropped])
     proxy = ProxyProcess(config, extra_args=("--concurrency", "2", "--no-watch-config")).start()
-    new_pid = None
     try:
         # The new process reads the same path: give it the config without ``dropped``.
         newer = _listeners(_config(origins, kept, new_admin), [kept])
@@ -154,23 +171,14 @@ def test_an_upgrade_to_a_config_without_a_listener_or_with_another_admin_address
         proxy.proc.send_signal(signal.SIGUSR2)
         assert proxy.proc.wait(30) == 0, proxy.log()
         proxy.admin_port = new_admin
-        deadline = time.monotonic() + 10
-        while new_pid is None:
-            try:
-                new_pid = proxy.server_info()["pid"]
-            except OSError:
-                assert time.monotonic() < deadline, proxy.log()
-                time.sleep(0.05)
+        assert _pid_serving_admin(proxy) != proxy.pid
         assert _answer(kept, "/echo")[0] == 200
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", dropped), timeout=2).close()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", admin), timeout=2).close()
     finally:
-        leftovers = successors(proxy.pid)
-        proxy.stop()
-        for pid in {new_pid, *leftovers} - {None}:
-            _stop_pid(pid)
+        _stop_with_successors(proxy)
 
 
 def test_an_upgrade_with_more_sockets_than_one_message_carries(origins):
@@ -180,24 +188,14 @@ def test_an_upgrade_with_more_sockets_than_one_message_carries(origins):
     admin = free_port()
     config = _listeners(_config(origins, min(ports), admin), sorted(ports))
     proxy = ProxyProcess(config, extra_args=("--concurrency", "2", "--no-watch-config")).start()
-    new_pid = None
     try:
         proxy.proc.send_signal(signal.SIGUSR2)
         assert proxy.proc.wait(60) == 0, proxy.log()[-3000:]
-        deadline = time.monotonic() + 20
-        while new_pid is None:
-            try:
-                new_pid = proxy.server_info()["pid"]
-            except OSError:
-                assert time.monotonic() < deadline, proxy.log()[-3000:]
-                time.sleep(0.05)
+        assert _pid_serving_admin(proxy) != proxy.pid
         assert "took over 127 listening address(es)" in proxy.log()
         assert [_answer(port, "/echo")[0] for port in sorted(ports)[::20]] == [200] * 7
     finally:
-        leftovers = successors(proxy.pid)
-        proxy.stop()
-        for pid in {new_pid, *leftovers} - {None}:
-            _stop_pid(pid)
+        _stop_with_successors(proxy)
 
 
 def test_a_draining_old_process_starts_no_second_successor_and_hurries_on_sigterm(origins):
@@ -233,7 +231,4 @@ def test_a_draining_old_process_starts_no_second_successor_and_hurries_on_sigter
         assert client.is_closed()
     finally:
         client.close()
-        leftovers = successors(proxy.pid)
-        proxy.stop()
-        for pid in leftovers:
-            _stop_pid(pid)
+        _stop_with_successors(proxy)
