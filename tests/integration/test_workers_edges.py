@@ -82,8 +82,9 @@ def test_stats_stay_after_the_workers_drained_out(origins):
         assert proxy.admin("/drain_listeners", method="POST")[0] == 200
         pids = proxy.server_info()["worker_pids"]
         wait_for(lambda: proxy.server_info()["worker_pids"] == [None, None],
-                 what="the workers to exit")
-        assert not any(alive(pid) for pid in pids)
+                 what="the workers to say goodbye")
+        # Their channels close as they exit; the processes themselves are gone a moment later.
+        wait_for(lambda: not any(alive(pid) for pid in pids), what="the workers to exit")
         stats = proxy.stats()
         assert stats["http.ingress_http.downstream_rq_total"] == "20"
         assert stats["cluster.ring.upstream_rq_total"] == "20"
