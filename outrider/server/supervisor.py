@@ -238,11 +238,22 @@ class WorkerProcesses:
         for handle in self.handles:
             if handle.running:
                 handle.channel.send("update", update)
+        self._forget_gone_hosts()
+
+    def _forget_gone_hosts(self) -> None:
+        """Exited workers' counts of hosts that left their cluster are dropped, as the
+        workers' own are (a host added again starts from zero, as with one process)."""
+        memberships = self._discovery.memberships
+        self._retired_hosts = {
+            cluster: {key: counts for key, counts in hosts.items()
+                      if cluster in memberships and key in memberships[cluster].hosts}
+            for cluster, hosts in self._retired_hosts.items()}
 
     async def apply(self, bootstrap, discovery) -> None:
         """A reload: every running worker applies it; a worker (re)started from now on starts
         on it. A worker that dies meanwhile does not fail the reload: its successor has it."""
         self._bootstrap = bootstrap.SerializeToString()
+        self._forget_gone_hosts()
         waits = []
         for handle in self.handles:
             if not handle.running:

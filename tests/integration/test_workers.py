@@ -140,7 +140,8 @@ def test_a_connection_waiting_in_a_dead_workers_queue_is_served_by_its_successor
         pids = proxy.server_info()["worker_pids"]
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)  # nobody accepts: connections wait in the queues
-        clients = [RawClient(proxy.port) for _ in range(8)]
+        # Answered once the replacements are up: a 1 s crash-loop pause, then their start.
+        clients = [RawClient(proxy.port, timeout=15) for _ in range(8)]
         for client in clients:
             client.send(build("GET", "/echo"))
         for pid in pids:

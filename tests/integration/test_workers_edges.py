@@ -144,3 +144,40 @@ def test_a_worker_that_died_just_before_a_graceful_drain_leaves_no_connection_ha
                 client.close()
     finally:
         proxy.stop()
+
+
+def _host_counts(proxy: ProxyProcess, cluster_name: str) -> dict[str, tuple[int, int]]:
+    """/clusters: (rq_success, rq_error) by host address."""
+    _, text = proxy.admin("/clusters")
+    counts: dict[str, list[int]] = {}
+    for line in text.splitlines():
+        name, host, stat, value = line.split("::")
+        if name == cluster_name and stat in ("rq_success", "rq_error"):
+            counts.setdefault(host, [0, 0])[stat == "rq_error"] = int(value)
+    return {host: (ok, bad) for host, (ok, bad) in counts.items()}
+
+
+def test_a_host_removed_and_added_again_starts_from_zero_as_with_one_process(origins):
+    proxy = ProxyProcess(_config(origins), extra_args=(*WORKERS, "--no-watch-config")).start()
+    with open(proxy.path) as f:
+        config = yaml.safe_load(f)
+    try:
+        assert fresh_connections(proxy.port, 20) == [200] * 20
+        b = f"127.0.0.1:{origins['b'].port}"
+        proxy.stats()  # every worker reports now (else at the next 5 s flush)
+        killed = proxy.server_info()["worker_pids"][0]
+        os.kill(killed, signal.SIGKILL)  # what it counted is kept by the main process
+        wait_for(lambda: proxy.server_info()["worker_pids"][0] not in (None, killed),
+                 what="a new worker")
+        assert sum(ok for ok, _ in _host_counts(proxy, "ring").values()) == 20
+        endpoints = config["static_resources"]["clusters"][0]["load_assignment"]["endpoints"]
+        all_hosts = list(endpoints[0]["lb_endpoints"])
+        for hosts, reloads in ((all_hosts[:1], "1"), (all_hosts, "2")):  # b out, then back
+            endpoints[0]["lb_endpoints"] = hosts
+            _write(proxy, config)
+            proxy.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda r=reloads: proxy.stats()["server.config_reload_total"] == r,
+                     what="the reload")
+        assert _host_counts(proxy, "ring")[b] == (0, 0)
+    finally:
+        proxy.stop()
