@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "immediate: after their next response")
     parser.add_argument("--parent-shutdown-time-s", type=int, default=900,
                         help="binary upgrade: the old process exits by then at the latest")
-    parser.add_argument("--base-id", type=int, default=0, help="accepted for compatibility")
+    parser.add_argument("--base-id", type=int, default=0,
+                        help="keeps apart the hot-restart sockets of Outriders on one host")
     parser.add_argument("--admin-address-path", help="write the admin address to this file")
     parser.add_argument("--allow-unimplemented", action="store_true",
                         help="load configs that set fields Outrider does not implement "
