@@ -269,7 +269,8 @@ SUPPORTED: dict[str, dict[str, Rule]] = {
     # Thresholds per routing priority; counts per worker process (docs/architecture.md).
     # max_retries and retry_budget bound retries, which are inert until retry_policy is
     # implemented (as in Envoy without a retry policy).
-    "envoy.config.cluster.v3.CircuitBreakers": fields("thresholds"),
+    # per_host_thresholds: Envoy reads only max_connections there (and so does Outrider).
+    "envoy.config.cluster.v3.CircuitBreakers": fields("thresholds", "per_host_thresholds"),
     "envoy.config.cluster.v3.CircuitBreakers.Thresholds": fields(
         "priority", "max_connections", "max_pending_requests", "max_requests", "max_retries",
         "retry_budget", "track_remaining"),

@@ -7,7 +7,8 @@ the cluster's ``idle_timeout``; a connection closes after ``max_requests_per_con
 
 The cluster's circuit breakers (``ResourceManager``) bound it: a stream beyond ``max_requests``
 or ``max_pending_requests`` fails at once with ``overflow`` (Envoy's UO), and no connection is
-made beyond ``max_connections`` (the stream waits for one to free up) unless the host has none.
+made beyond ``max_connections`` or the host's own ``per_host_thresholds`` limit (the stream
+waits for one to free up) unless the host has none.
 A pool whose host left the cluster drains: in-flight requests finish, then their connections
 close, and idle ones close at once.
 """
@@ -26,13 +27,15 @@ log = logging.getLogger("outrider.pool")
 
 class Http1ConnPool:
     def __init__(self, host, settings, stats, loop, resources: ResourceManager | None = None,
-                 ) -> None:
+                 max_host_connections: int | None = None) -> None:
         self.host = host
         self.settings = settings  # UpstreamSettings: connect_timeout, idle_timeout, ...
         self.buffer_limit = settings.buffer_limit
         self.stats = stats
         self.loop = loop
         self.resources = resources or ResourceManager()
+        # ``per_host_thresholds.max_connections``: this pool is its host's (at one priority).
+        self.max_host_connections = max_host_connections
         self.idle: list[UpstreamConnection] = []
         self.pending: deque = deque()
         self.connecting = 0
@@ -143,7 +146,9 @@ class Http1ConnPool:
 
     def _connect(self) -> None:
         connections = self.resources.connections
-        if not connections.can_create():
+        host_limit = self.max_host_connections
+        if not connections.can_create() or (
+                host_limit is not None and len(self.clients) + self.connecting >= host_limit):
             self.stats.upstream_cx_overflow.inc()
             # At the limit, a host with no connection at all still gets one, or its pending
             # streams could never be served (as Envoy does).

@@ -36,6 +36,7 @@ from outrider.upstream.resource_manager import (
     PRIORITY_NAMES,
     ResourceManager,
     Thresholds,
+    per_host_max_connections,
     thresholds_by_priority,
 )
 
@@ -110,8 +111,10 @@ class ClusterSettings:
     dns_refresh_rate: float
     dns_lookup_family: str
     proto: cluster_pb2.Cluster
-    # Circuit-breaker thresholds at the DEFAULT and HIGH routing priorities.
+    # Circuit-breaker thresholds at the DEFAULT and HIGH routing priorities, and each host's
+    # connection limit (``per_host_thresholds``; None: none).
     circuit_breakers: tuple[Thresholds, Thresholds] = (Thresholds(), Thresholds())
+    per_host_max_connections: tuple[int | None, int | None] = (None, None)
 
     @classmethod
     def from_proto(cls, cluster: cluster_pb2.Cluster) -> ClusterSettings:
@@ -155,6 +158,7 @@ class ClusterSettings:
             dns_lookup_family=cluster_pb2.Cluster.DnsLookupFamily.Name(cluster.dns_lookup_family),
             proto=cluster,
             circuit_breakers=thresholds_by_priority(cluster.circuit_breakers),
+            per_host_max_connections=per_host_max_connections(cluster.circuit_breakers),
         )
 
 
@@ -317,8 +321,9 @@ class Cluster:
         key = (host.address, host.port, priority)
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = Http1ConnPool(host, self.settings.upstream, self.stats,
-                                                  self.loop, self.resources[priority])
+            pool = self.pools[key] = Http1ConnPool(
+                host, self.settings.upstream, self.stats, self.loop, self.resources[priority],
+                max_host_connections=self.settings.per_host_max_connections[priority])
         return pool
 
     def on_request_start(self) -> None:

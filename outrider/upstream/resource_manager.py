@@ -61,6 +61,16 @@ def thresholds_by_priority(circuit_breakers) -> tuple[Thresholds, Thresholds]:
     return found[0], found[1]
 
 
+def per_host_max_connections(circuit_breakers) -> tuple[int | None, int | None]:
+    """(DEFAULT, HIGH) ``per_host_thresholds.max_connections``: each host's connection limit
+    (per worker), None for none. Envoy reads only ``max_connections`` there."""
+    found: list[int | None] = [None, None]
+    for proto in circuit_breakers.per_host_thresholds:
+        if proto.HasField("max_connections"):
+            found[proto.priority] = proto.max_connections.value
+    return found[0], found[1]
+
+
 @dataclass
 class ResourceLimit:
     """One bounded resource: how many are in use, and how many may be."""

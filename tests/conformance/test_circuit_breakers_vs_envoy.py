@@ -138,3 +138,25 @@ def test_the_thresholds_are_accepted_by_validate(tmp_path):
     result = subprocess.run([sys.executable, "-m", "outrider", "--mode", "validate", "-c",
                              str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_per_host_max_connections_makes_requests_wait_not_fail(kind):
+    """``per_host_thresholds.max_connections: 1``: concurrent requests to the host share its
+    one connection in turn (they wait, none overflows)."""
+    origin = Origin("one").start()
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster": "one"}}]
+    config = bootstrap(free_port(), routes, [cluster(
+        "one", [origin.port], circuit_breakers={"per_host_thresholds": [{"max_connections": 1}]})])
+    proxy = ProxyProcess(config, kind).start()
+    try:
+        before = origin.connections
+        results = _burst(proxy.port, "/sleep/0.3", 3)
+        assert [r[0] for r in results] == [200, 200, 200], results
+        assert max(r[3] for r in results) >= 0.8  # one after the other on one connection
+        assert origin.connections - before == 1
+        assert _stat(proxy, "cluster.one.upstream_cx_overflow") >= 1
+        assert _stat(proxy, "cluster.one.upstream_rq_pending_overflow") == 0
+    finally:
+        proxy.stop()
+        origin.stop()

@@ -445,3 +445,15 @@ def test_close_all_resets_in_flight_requests_and_closes_every_connection():
     assert p.gauge("upstream_cx_active") == 0
     assert p.in_use() == (0, 0, 0)
     assert p.loop.pending() == []  # the idle sweep is cancelled too
+
+
+def test_per_host_max_connections_makes_streams_share_the_one_connection():
+    p = PoolFixture()
+    p.pool.max_host_connections = 1
+    a, b = p.request("a"), p.request("b")
+    assert len(p.loop.tasks) == 1  # one connection, though two streams wait
+    assert p.counter("upstream_cx_overflow") == 1
+    p.connected(0)
+    assert a.client is not None and b.client is None and b.router.events == []
+    a.client.data_received(OK_EMPTY)
+    assert b.client is a.client
