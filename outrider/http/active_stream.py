@@ -364,7 +364,7 @@ class ActiveStream:
         if not has_date:
             headers.add("date", http_date())
         drain = cm.drain
-        if (close or (drain.started_at is not None and drain.drain_close())
+        if (close or (drain.draining and drain.drain_close())
                 or (not self.request_complete and self.framing != "none")):
             # A response that starts before its request body has arrived ends the connection
             # (Envoy: HTTP/1 cannot find the next request's start once it stops reading one).

@@ -25,7 +25,7 @@ class DownstreamConnection(CoalescingWriter, asyncio.Protocol):
 
     def __init__(self, factory) -> None:
         self.id = next_connection_id()  # for log lines
-        self.factory = factory  # ListenerFactory: current config, router factory, stats, drain, loop
+        self.factory = factory  # ListenerFactory: current config, stats, drain, loop
         self.transport = None
         self.manager: ConnectionManager | None = None
         self.remote_ip = ""

@@ -23,19 +23,16 @@ DEFAULT_DRAIN_TIME = 600.0  # Envoy's --drain-time-s
 class DrainManager:
     """The drain state of one listener (or of the whole server)."""
 
-    __slots__ = ("strategy", "drain_time", "started_at", "_clock", "_random")
+    __slots__ = ("draining", "strategy", "drain_time", "started_at", "_clock", "_random")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
+        self.draining = False  # read on every response: an attribute, not a property
         self.strategy = GRADUAL
         self.drain_time = DEFAULT_DRAIN_TIME
         self.started_at: float | None = None
         self._clock = clock
         self._random = (rng or random.Random()).random
-
-    @property
-    def draining(self) -> bool:
-        return self.started_at is not None
 
     def start(self, strategy: str, drain_time: float) -> None:
         """Start draining. A drain already under way keeps its start and time, but an
@@ -46,12 +43,13 @@ class DrainManager:
             self.strategy = strategy
             self.drain_time = drain_time
             self.started_at = self._clock()
+            self.draining = True
         elif strategy == IMMEDIATE:
             self.strategy = IMMEDIATE
 
     def drain_close(self) -> bool:
         """Should the response being sent now close its connection?"""
-        if self.started_at is None:
+        if not self.draining:
             return False
         if self.strategy == IMMEDIATE or self.drain_time <= 0:
             return True
@@ -60,6 +58,6 @@ class DrainManager:
 
     def remaining(self) -> float:
         """Seconds left of the drain time (0 when over, the whole time when not draining)."""
-        if self.started_at is None:
+        if not self.draining:
             return self.drain_time
         return max(0.0, self.started_at + self.drain_time - self._clock())

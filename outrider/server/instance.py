@@ -345,8 +345,6 @@ class Server:
         if self.concurrency > 1:
             await self.cluster_manager.reconfigure(
                 [ClusterSettings.from_proto(c) for c in new.static_resources.clusters])
-            if self._draining:
-                raise _Abandoned("a drain began meanwhile")
         await self.workers.apply(new, self.cluster_manager)
         self.sockets.retain(wanted)
 

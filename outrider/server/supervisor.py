@@ -61,10 +61,6 @@ class InProcessWorkers:
                     close_idle: bool) -> None:
         self.worker.start_drain(strategy, drain_time, stop_listening, close_idle)
 
-    @property
-    def connection_count(self) -> int:
-        return self.worker.connection_count
-
     async def collect_stats(self) -> list[dict]:
         return []  # the worker counts into the server's own store
 

@@ -128,13 +128,13 @@ class Worker:
         (Envoy's graceful ``/drain_listeners``)."""
         self.draining = True
         for factory in self.all_listeners():
-            if stop_listening:
-                factory.stop_listening()
             factory.start_drain(strategy, drain_time)
-            if close_idle:
-                factory.close_idle_connections()
-        if not stop_listening:
+        if stop_listening:
+            self.stop_listening()
+        else:
             self.loop.call_later(drain_time, self.stop_listening)
+        if close_idle:
+            self.close_idle_connections()
 
     @property
     def listening(self) -> bool:
