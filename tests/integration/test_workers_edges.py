@@ -181,3 +181,29 @@ def test_a_host_removed_and_added_again_starts_from_zero_as_with_one_process(ori
         assert _host_counts(proxy, "ring")[b] == (0, 0)
     finally:
         proxy.stop()
+
+
+def test_a_stuck_worker_holds_neither_stats_nor_a_reload_back(origins):
+    """A worker that does not answer (stopped here) costs /stats its timeout, answered from
+    the worker's last report, and a reload its timeout; it applies the reload when it runs."""
+    proxy = ProxyProcess(_config(origins), extra_args=(*WORKERS, "--no-watch-config")).start()
+    stuck = None
+    try:
+        assert fresh_connections(proxy.port, 10) == [200] * 10
+        assert proxy.stats()["http.ingress_http.downstream_rq_total"] == "10"
+        stuck = proxy.server_info()["worker_pids"][0]
+        os.kill(stuck, signal.SIGSTOP)
+        started = time.monotonic()
+        assert proxy.stats()["http.ingress_http.downstream_rq_total"] == "10"
+        assert time.monotonic() - started < 4  # the 2 s stats timeout, not forever
+        proxy.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: proxy.stats()["server.config_reload_total"] == "1", deadline=20,
+                 what="the reload, despite the stuck worker")
+        assert "did not confirm within" in proxy.log()
+        os.kill(stuck, signal.SIGCONT)
+        stuck = None
+        assert fresh_connections(proxy.port, 10) == [200] * 10
+    finally:
+        if stuck is not None:
+            os.kill(stuck, signal.SIGCONT)
+        proxy.stop()
